@@ -1,0 +1,1 @@
+"""One module of Dagster definitions per technology layer; each exposes ``definitions(settings)``."""

@@ -1,0 +1,91 @@
+"""Dagster resources, built from :class:`Settings` in this one place and chosen by deployment.
+
+The same assets run everywhere; only what this module hands them differs: a local folder or GCS for
+the bucket, local Spark or a cluster master, dbt's ``duckdb`` or ``bigquery`` target, the embedded
+broker or a real Kafka cluster. Nothing else in the package decides which component is in use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import ConfigurableResource
+from dagster_pyspark import PySparkResource
+
+from netflix_assets.bucket import Bucket
+from netflix_assets.settings import Settings, WarehouseKind
+from netflix_assets.warehouse import WarehouseLayout
+
+
+class BucketResource(ConfigurableResource):
+    """The raw/silver/quarantine bucket: a local folder or ``gs://bucket/prefix``."""
+
+    url: str
+    gcs_project: str | None = None
+    gcs_endpoint: str | None = None
+
+    def get(self) -> Bucket:
+        return Bucket.from_settings(
+            Settings(bucket_url=self.url, gcs_project=self.gcs_project, gcs_endpoint=self.gcs_endpoint)
+        )
+
+
+class WarehouseResource(ConfigurableResource):
+    """Where the warehouse lives and which engine serves it (see ``netflix_assets.warehouse``)."""
+
+    kind: str = WarehouseKind.DUCKDB.value
+    duckdb_dir: str
+    bigquery_project: str | None = None
+    bigquery_dataset: str = "netflix"
+
+    def layout(self) -> WarehouseLayout:
+        return WarehouseLayout(root=WarehouseLayout.from_settings(Settings(duckdb_dir=self.duckdb_dir)).root)
+
+
+class DataQualityResource(ConfigurableResource):
+    """Thresholds of the Silver quarantine-share checks."""
+
+    quarantine_warn_share: float = 0.10
+    quarantine_error_share: float = 0.25
+
+
+def spark_config(settings: Settings) -> dict[str, Any]:
+    """Spark configuration shared by the batch job and the stream; cluster specifics come from the master."""
+    return {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "netflix-lambda",
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.pyspark.python": settings.pyspark_python,
+        "spark.pyspark.driver.python": settings.pyspark_python,
+        "spark.executorEnv.PYSPARK_PYTHON": settings.pyspark_python,
+        "spark.local.dir": str(settings.data_dir / "spark-tmp"),
+        "spark.driver.extraJavaOptions": "-Dlog4j2.level=warn",
+    }
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """Every resource the asset graph needs, for the deployment the settings describe."""
+    resources: dict[str, Any] = {
+        "bucket": BucketResource(
+            url=settings.resolved_bucket_url,
+            gcs_project=settings.gcs_project,
+            gcs_endpoint=settings.gcs_endpoint,
+        ),
+        "warehouse": WarehouseResource(
+            kind=settings.warehouse.value,
+            duckdb_dir=str(settings.warehouse_dir),
+            bigquery_project=settings.bigquery_project,
+            bigquery_dataset=settings.bigquery_dataset,
+        ),
+        "data_quality": DataQualityResource(
+            quarantine_warn_share=settings.quarantine_warn_share,
+            quarantine_error_share=settings.quarantine_error_share,
+        ),
+        "pyspark": PySparkResource(spark_config=spark_config(settings)),
+    }
+    return resources

@@ -1,0 +1,168 @@
+"""The one settings model: every component switch of the project, read from the environment.
+
+This is the only module that reads ``os.environ`` (through pydantic-settings). Everything else receives a
+``Settings`` instance, so a test can build one with explicit values and production is a matter of
+environment variables, never of editing code. Every field is documented in the README's settings table;
+``tests/test_settings.py`` keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Deployment(StrEnum):
+    LOCAL = "local"
+    PRODUCTION = "production"
+
+
+class WarehouseKind(StrEnum):
+    DUCKDB = "duckdb"
+    BIGQUERY = "bigquery"
+
+
+class Settings(BaseSettings):
+    """Component switches; defaults are the embedded stack of one laptop."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="NETFLIX_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    deployment: Deployment = Field(
+        Deployment.LOCAL, description="`local` (embedded defaults) or `production` (resources for GCP)."
+    )
+    data_dir: Path = Field(
+        PROJECT_ROOT / "data",
+        description="Local working directory: default bucket, warehouse files, Spark scratch, Dagster home.",
+    )
+
+    # -- bucket -------------------------------------------------------------------------------------
+    bucket_url: str | None = Field(
+        None,
+        description="Where raw/, silver/, quarantine/ and checkpoints live: a local folder (default "
+        "`<data_dir>/bucket`) or `gs://bucket/prefix`.",
+    )
+    gcs_project: str | None = Field(None, description="GCP project for the GCS client (default: ADC's).")
+    gcs_endpoint: str | None = Field(
+        None, description="GCS endpoint override, e.g. a gcp-storage-emulator at http://127.0.0.1:PORT."
+    )
+
+    # -- kafka --------------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        None, description="Bootstrap servers of a real Kafka cluster; unset starts the embedded Tansu broker."
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="librdkafka `security.protocol`."
+    )
+    kafka_sasl_mechanism: str | None = Field(None, description="e.g. PLAIN, SCRAM-SHA-512, OAUTHBEARER.")
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (environment only).")
+    kafka_ssl_ca_location: str | None = Field(None, description="CA bundle for TLS to the brokers.")
+    kafka_topic: str = Field("netflix_watch_events", description="Watch-event topic.")
+    kafka_dead_letter_topic: str = Field(
+        "netflix_watch_events_dlq", description="Topic that receives messages the stream rejects."
+    )
+    kafka_partitions: int = Field(3, ge=1, description="Partitions of the event topic when it is created.")
+    embedded_broker_port: int = Field(
+        0, ge=0, le=65535, description="Port of the embedded broker on 127.0.0.1; 0 picks a free one."
+    )
+
+    # -- spark --------------------------------------------------------------------------------------
+    spark_master: str = Field(
+        "local[*]", description="`local[*]`, `spark://host:7077`, `yarn` (Dataproc) or any Spark master URL."
+    )
+    spark_driver_memory: str = Field("4g", description="spark.driver.memory.")
+    spark_shuffle_partitions: int = Field(
+        8, ge=1, description="spark.sql.shuffle.partitions (small on 2 cores; raise on a cluster)."
+    )
+    pyspark_python: str = Field(
+        sys.executable, description="Python used by Spark's Python workers (default: this interpreter)."
+    )
+
+    # -- warehouse ----------------------------------------------------------------------------------
+    warehouse: WarehouseKind = Field(WarehouseKind.DUCKDB, description="`duckdb` (default) or `bigquery`.")
+    duckdb_dir: Path | None = Field(
+        None, description="Folder of the DuckDB warehouse files (default `<data_dir>/warehouse`)."
+    )
+    bigquery_project: str | None = Field(None, description="BigQuery project (production).")
+    bigquery_dataset: str = Field("netflix", description="BigQuery dataset for dbt models.")
+    bigquery_location: str = Field("US", description="BigQuery location.")
+    bigquery_method: Literal["oauth", "service-account"] = Field(
+        "oauth", description="dbt-bigquery auth: `oauth` uses ADC; `service-account` uses a keyfile."
+    )
+    bigquery_keyfile: str | None = Field(None, description="Service-account keyfile path (method=service-account).")
+
+    # -- data quality -------------------------------------------------------------------------------
+    quarantine_warn_share: float = Field(
+        0.10, ge=0, le=1, description="Quarantine share above which a Silver check warns."
+    )
+    quarantine_error_share: float = Field(
+        0.25, ge=0, le=1, description="Quarantine share above which a Silver check fails (blocking)."
+    )
+
+    # -- dagster ------------------------------------------------------------------------------------
+    dagster_port: int = Field(3000, description="Port of the Dagster UI served by `make run`.")
+
+    @field_validator("bucket_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    # -- derived ------------------------------------------------------------------------------------
+    @property
+    def resolved_bucket_url(self) -> str:
+        return self.bucket_url or str(self.data_dir / "bucket")
+
+    @property
+    def is_gcs(self) -> bool:
+        return self.resolved_bucket_url.startswith("gs://")
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.duckdb_dir or self.data_dir / "warehouse"
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    def kafka_client_config(self, bootstrap_servers: str | None = None) -> dict[str, str]:
+        """librdkafka settings shared by producer, stream and admin clients (secrets included)."""
+        servers = bootstrap_servers or self.kafka_bootstrap_servers
+        if not servers:
+            raise ValueError("no Kafka bootstrap servers: start the embedded broker or set NETFLIX_KAFKA_BOOTSTRAP_SERVERS")
+        conf = {"bootstrap.servers": servers, "security.protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password:
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_ca_location:
+            conf["ssl.ca.location"] = self.kafka_ssl_ca_location
+        return conf
+
+    def subprocess_env(self) -> dict[str, str]:
+        """Environment for child processes (Spark workers, dbt) so they use this venv's tools."""
+        env = dict(os.environ)
+        bin_dir = str(Path(self.pyspark_python).parent)
+        env["PYSPARK_PYTHON"] = self.pyspark_python
+        env["PYSPARK_DRIVER_PYTHON"] = self.pyspark_python
+        env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+        env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        return env
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings; tests build their own ``Settings(...)`` instead of patching this."""
+    return Settings()
