@@ -1,0 +1,1 @@
+"""Speed layer: watch-event producer and the versioned event schema it publishes."""

@@ -1,0 +1,1 @@
+"""Speed layer: the Kafka source for Spark and the Structured Streaming job."""
