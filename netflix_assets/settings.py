@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     )
 
     deployment: Deployment = Field(
-        Deployment.LOCAL, description="`local` (embedded defaults) or `production` (resources for GCP)."
+        Deployment.LOCAL,
+        description="`local` (embedded defaults allowed) or `production` (start-up fails unless GCS, a real "
+        "Kafka and BigQuery are configured).",
     )
     data_dir: Path = Field(
         PROJECT_ROOT / "data",
@@ -51,6 +53,11 @@ class Settings(BaseSettings):
         None,
         description="Where raw/, silver/, quarantine/ and checkpoints live: a local folder (default "
         "`<data_dir>/bucket`) or `gs://bucket/prefix`.",
+    )
+    raw_landing_dir: Path | None = Field(
+        None,
+        description="Optional local folder of CSV exports; a raw asset copies `<table>.csv` from it into "
+        "the bucket's raw/ before profiling. Unset: files are expected in raw/ already.",
     )
     gcs_project: str | None = Field(None, description="GCP project for the GCS client (default: ADC's).")
     gcs_endpoint: str | None = Field(
@@ -117,6 +124,21 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _production_has_no_embedded_fallbacks(self) -> Settings:
+        """In production a forgotten variable must fail at start-up, not silently fall back to a laptop stack."""
+        if self.deployment is Deployment.PRODUCTION:
+            missing = []
+            if not self.is_gcs:
+                missing.append("NETFLIX_BUCKET_URL=gs://…")
+            if self.embedded_kafka:
+                missing.append("NETFLIX_KAFKA_BOOTSTRAP_SERVERS")
+            if self.warehouse is not WarehouseKind.BIGQUERY or not self.bigquery_project:
+                missing.append("NETFLIX_WAREHOUSE=bigquery with NETFLIX_BIGQUERY_PROJECT")
+            if missing:
+                raise ValueError("deployment=production needs " + ", ".join(missing))
+        return self
 
     # -- derived ------------------------------------------------------------------------------------
     @property

@@ -1,0 +1,72 @@
+"""Fixtures shared across layers: free ports, a GCS emulator, settings rooted in a temp folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netflix_assets.settings import Settings
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stop a process group we started: SIGTERM, then SIGKILL if it lingers."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A gcp-storage-emulator on 127.0.0.1 with bucket `netflix-test`; yields its endpoint URL."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("gcs") / "emulator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(BIN / "gcp-storage-emulator"), "start", "-H", "127.0.0.1", "--port", str(port),
+             "--default-bucket", "netflix-test", "--in-memory", "-q"],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded-default settings rooted in a fresh temp folder, sized for a 2-core test machine."""
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path / "data", spark_master="local[2]", spark_shuffle_partitions=4, spark_driver_memory="2g"
+    )
