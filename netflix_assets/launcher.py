@@ -28,9 +28,10 @@ DAGSTER_YAML = """\
 # Written by `netflix-lambda up`. Local instance: sqlite storage under this folder.
 telemetry:
   enabled: false
-run_queue:
-  max_concurrent_runs: 4
 concurrency:
+  runs:
+    # The streaming run is long-lived; leave room for batch runs beside it on 2 cores.
+    max_concurrent_runs: 4
   pools:
     # dbt's DuckDB build file has a single writer (docs/architecture.md): one run at a time in pool duckdb_batch.
     default_limit: 1

@@ -1,0 +1,33 @@
+"""The code location loads, and its asset graph is pinned: a change to it must be deliberate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from netflix_assets.raw_schema import RAW_TABLES
+from netflix_assets.settings import Settings
+from tests.asset_graph_snapshot import SNAPSHOT, describe_graph
+
+
+def test_asset_graph_matches_the_pinned_snapshot(tmp_path: Path) -> None:
+    actual = describe_graph(Settings(_env_file=None, data_dir=tmp_path))
+    pinned = json.loads(SNAPSHOT.read_text())
+    assert actual == pinned, (
+        "the asset graph changed; if that is deliberate, re-pin it with "
+        "`.venv/bin/python -m tests.asset_graph_snapshot` and review the diff"
+    )
+
+
+def test_every_raw_file_has_a_blocking_contract_check(tmp_path: Path) -> None:
+    assets = describe_graph(Settings(_env_file=None, data_dir=tmp_path))["assets"]
+    for table in RAW_TABLES:
+        node = assets[f"raw/{table}"]
+        assert node["group"] == "raw" and node["deps"] == []
+        assert {"header_matches_contract", "is_nonempty_csv"} <= set(node["checks"])
+
+
+def test_workspace_loads_the_code_location() -> None:
+    from netflix_assets import definitions
+
+    assert definitions.defs.resolve_asset_graph().get_all_asset_keys()

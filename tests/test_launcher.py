@@ -1,0 +1,73 @@
+"""`netflix-lambda up` serves the UI on 127.0.0.1 and really stops, children included, on SIGTERM/SIGINT.
+
+The launcher is started the way a non-interactive shell starts a background job, with SIGINT ignored:
+that is the condition under which a bare `dagster dev` ignores both SIGINT and SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _wait_for_ui(port: int, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"launcher exited early with {proc.returncode}:\n{log.read_text()[-3000:]}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"Dagster UI not up on 127.0.0.1:{port} after {timeout}s")
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_launcher_serves_ui_and_stops_all_children(tmp_path: Path, stop_signal: signal.Signals) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NETFLIX_")}
+    env.update(NETFLIX_DATA_DIR=str(tmp_path / "data"), NETFLIX_DAGSTER_PORT=str(port))
+    exe = str(Path(sys.executable).parent / "netflix-lambda")
+    log_path = tmp_path / "launcher.log"
+    log = log_path.open("wb")
+    descendants: list[psutil.Process] = []
+    proc = subprocess.Popen(
+        [exe, "up", "--scale", "0.01", "--skip-batch"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_ignore_sigint, start_new_session=True,
+    )  # fmt: skip
+    try:
+        _wait_for_ui(port, proc, log_path)
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        assert any("dagster" in " ".join(p.cmdline()) for p in descendants)
+        assert (tmp_path / "data" / "bucket" / "raw" / "users.csv").exists()
+        proc.send_signal(stop_signal)
+        proc.wait(timeout=60)
+        gone, alive = psutil.wait_procs(descendants, timeout=30)
+        assert alive == [], f"still running after stop: {[p.cmdline() for p in alive]}"
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        for child in descendants:
+            if child.is_running():
+                child.kill()
+        log.close()
