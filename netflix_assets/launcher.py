@@ -33,7 +33,7 @@ concurrency:
     # The streaming run is long-lived; leave room for batch runs beside it on 2 cores.
     max_concurrent_runs: 4
   pools:
-    # dbt's DuckDB build file has a single writer (docs/architecture.md): one run at a time in pool duckdb_batch.
+    # dbt builds DuckDB with a single writer (docs/architecture.md): one run at a time per pool.
     default_limit: 1
 """
 
@@ -71,7 +71,9 @@ class Supervisor:
         """A foreground step; its failure stops the launch with the step named."""
         log.info("%s: %s", what, " ".join(argv))
         started = time.monotonic()
-        completed = subprocess.run(argv, env=self.env, cwd=PROJECT_ROOT, preexec_fn=_reset_signals, check=False)
+        completed = subprocess.run(
+            argv, env=self.env, cwd=PROJECT_ROOT, preexec_fn=_reset_signals, check=False
+        )
         if completed.returncode != 0:
             raise SystemExit(f"{what} failed (exit {completed.returncode}); see the output above")
         log.info("%s: done in %.1f s", what, time.monotonic() - started)
@@ -113,7 +115,9 @@ class Supervisor:
             while not stop["requested"]:
                 for name, proc in self.children:
                     if proc.poll() is not None:
-                        log.error("%s exited unexpectedly with code %s; stopping the stack", name, proc.returncode)
+                        log.error(
+                            "%s exited unexpectedly with code %s; stopping the stack", name, proc.returncode
+                        )
                         return 1
                 time.sleep(0.5)
             return 0
@@ -122,11 +126,19 @@ class Supervisor:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scale", type=float, default=1.0, help="generator scale when raw/ is empty (1 = Kaggle size)")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="generator scale when raw/ is empty (1 = Kaggle size)"
+    )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--regenerate", action="store_true", help="regenerate raw/ even if files are there")
     parser.add_argument("--skip-batch", action="store_true", help="do not run the batch layer before serving")
     parser.add_argument("--no-ui", action="store_true", help="run the pipeline, then exit instead of serving")
+    parser.add_argument(
+        "--rate", type=float, default=5.0, help="steady producer rate in events/s (0: no producer)"
+    )
+    parser.add_argument(
+        "--poison-rate", type=float, default=0.001, help="share of malformed events the producer injects"
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -141,22 +153,48 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
         bucket = Bucket.from_settings(settings)
         if args.regenerate or not all(bucket.exists(raw_key(t)) for t in RAW_TABLES):
-            sup.run_step("generate raw data", [exe, "generate", "--scale", str(args.scale), "--seed", str(args.seed)])
+            sup.run_step(
+                "generate raw data", [exe, "generate", "--scale", str(args.scale), "--seed", str(args.seed)]
+            )
         else:
             log.info("raw files already in %s; keeping them (use --regenerate to replace)", bucket.uri("raw"))
         if not args.skip_batch:
             sup.run_step(
                 "materialize the batch layer",
-                [dagster, "asset", "materialize", "-m", "netflix_assets.definitions", "--select", BATCH_SELECTION],
+                [
+                    dagster,
+                    "asset",
+                    "materialize",
+                    "-m",
+                    "netflix_assets.definitions",
+                    "--select",
+                    BATCH_SELECTION,
+                ],
             )
         if args.no_ui:
             return 0
+        if settings.embedded_kafka:
+            sup.spawn("broker", [exe, "broker"])
+            from netflix_assets.broker import wait_for_broker
+
+            log.info("embedded broker up at %s", wait_for_broker(settings, timeout_s=60))
+        else:
+            log.info("using the Kafka cluster at %s; no embedded broker", settings.kafka_bootstrap_servers)
+        if args.rate > 0:
+            sup.spawn(
+                "producer",
+                [exe, "produce", "--rate", str(args.rate), "--poison-rate", str(args.poison_rate), "--quiet"],
+            )
         sup.spawn(
             "dagster dev",
             [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
              "-h", "127.0.0.1", "-p", str(settings.dagster_port)],
         )  # fmt: skip
-        log.info("Dagster UI: http://127.0.0.1:%d (Ctrl-C stops everything)", settings.dagster_port)
+        log.info(
+            "Dagster UI: http://127.0.0.1:%d; the streaming sensor starts the stream within seconds and "
+            "engagement_health_realtime fills within a minute (Ctrl-C stops everything)",
+            settings.dagster_port,
+        )
         return sup.wait()
     finally:
         sup.stop_all()

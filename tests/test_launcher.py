@@ -56,7 +56,9 @@ def test_launcher_serves_ui_and_stops_all_children(tmp_path: Path, stop_signal: 
     try:
         _wait_for_ui(port, proc, log_path)
         descendants = psutil.Process(proc.pid).children(recursive=True)
-        assert any("dagster" in " ".join(p.cmdline()) for p in descendants)
+        commands = [" ".join(p.cmdline()) for p in descendants]
+        for expected in ("dagster", "tansu", "produce"):
+            assert any(expected in command for command in commands), f"no {expected} process in {commands}"
         assert (tmp_path / "data" / "bucket" / "raw" / "users.csv").exists()
         proc.send_signal(stop_signal)
         proc.wait(timeout=60)
