@@ -15,6 +15,8 @@ from netflix_assets.settings import get_settings
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("netflix_assets.datagen.cli", "write the six Kaggle-shaped CSVs into the bucket's raw/"),
     "up": ("netflix_assets.launcher", "run the whole pipeline on the embedded default and serve the UI"),
+    "broker": ("netflix_assets.broker_cli", "run the embedded Tansu broker (foreground supervisor, RSS cap)"),
+    "produce": ("producer.cli", "publish watch events to the event topic (synthetic or replay, with faults)"),
 }
 
 

@@ -7,13 +7,16 @@ broker or a real Kafka cluster. Nothing else in the package decides which compon
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from dagster import ConfigurableResource
+from dagster_dbt import DbtCliResource
 from dagster_pyspark import PySparkResource
 
 from netflix_assets.bucket import Bucket
-from netflix_assets.settings import Settings, WarehouseKind
+from netflix_assets.kafka_resource import KafkaResource
+from netflix_assets.settings import PROJECT_ROOT, Settings, WarehouseKind
 from netflix_assets.warehouse import WarehouseLayout
 
 
@@ -68,6 +71,25 @@ def spark_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+
+
+def dbt_resource(settings: Settings) -> DbtCliResource:
+    """dbt for the configured warehouse (profile target `duckdb` or `bigquery`), run from this venv.
+
+    The executable is resolved on ``subprocess_env()``'s PATH (venv bin first) because dagster-dbt looks
+    for a bare ``dbt`` on the PATH of whatever shell started Dagster. Bucket and warehouse locations reach
+    dbt as ``--vars`` built from the same settings (``netflix_assets.defs.dbt.dbt_vars``).
+    """
+    executable = shutil.which("dbt", path=settings.subprocess_env()["PATH"]) or "dbt"
+    return DbtCliResource(
+        project_dir=str(DBT_PROJECT_DIR),
+        profiles_dir=str(DBT_PROJECT_DIR),
+        target=settings.warehouse.value,
+        dbt_executable=executable,
+    )
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """Every resource the asset graph needs, for the deployment the settings describe."""
     resources: dict[str, Any] = {
@@ -87,5 +109,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             quarantine_error_share=settings.quarantine_error_share,
         ),
         "pyspark": PySparkResource(spark_config=spark_config(settings)),
+        "dbt": dbt_resource(settings),
+        "kafka": KafkaResource.from_settings(settings),
     }
     return resources

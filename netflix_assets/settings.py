@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     embedded_broker_port: int = Field(
         0, ge=0, le=65535, description="Port of the embedded broker on 127.0.0.1; 0 picks a free one."
     )
+    embedded_broker_max_rss_mb: int = Field(
+        2048,
+        ge=64,
+        description="Memory cap of the embedded (memory-only) broker: `netflix-lambda broker` restarts it EMPTY "
+        "above this RSS, and the stream reports the restart (see docs/speed-layer.md).",
+    )
 
     # -- spark --------------------------------------------------------------------------------------
     spark_master: str = Field(
@@ -96,6 +102,21 @@ class Settings(BaseSettings):
         sys.executable, description="Python used by Spark's Python workers (default: this interpreter)."
     )
 
+    # -- stream -------------------------------------------------------------------------------------
+    stream_trigger_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Micro-batch trigger interval of the speed layer's Structured Streaming query.",
+    )
+    stream_max_events_per_trigger: int = Field(
+        500_000,
+        ge=0,
+        description="Admission control: most Kafka messages read per micro-batch (0 = no limit).",
+    )
+    stream_retention_hours: float = Field(
+        48.0, gt=0, description="Windows kept in realtime.duckdb, counted back from the newest event time."
+    )
+
     # -- warehouse ----------------------------------------------------------------------------------
     warehouse: WarehouseKind = Field(WarehouseKind.DUCKDB, description="`duckdb` (default) or `bigquery`.")
     duckdb_dir: Path | None = Field(
@@ -103,6 +124,10 @@ class Settings(BaseSettings):
     )
     bigquery_project: str | None = Field(None, description="BigQuery project (production).")
     bigquery_dataset: str = Field("netflix", description="BigQuery dataset for dbt models.")
+    bigquery_silver_dataset: str = Field(
+        "silver",
+        description="BigQuery dataset holding the Silver tables dbt reads as sources (bigquery target).",
+    )
     bigquery_location: str = Field("US", description="BigQuery location.")
     bigquery_method: Literal["oauth", "service-account"] = Field(
         "oauth", description="dbt-bigquery auth: `oauth` uses ADC; `service-account` uses a keyfile."

@@ -1,0 +1,284 @@
+"""Speed-layer benchmark: sustained throughput and event→warehouse latency, with a no-Kafka ceiling.
+
+Three measurements in one run, one SparkSession (``local[2]`` by default), real Tansu broker:
+
+1. **Kafka throughput**: ``--events`` watch events (2 % poison, 2 % late) are produced up front, then the
+   stream drains them with ``availableNow`` in batches of ``--batch`` events: events per second from
+   query start to the last commit of ``engagement_health_realtime``, and over the batches after the
+   first (warm JVM).
+2. **Ceiling**: the *same* messages (read back from the topic, same coordinates) as Parquet files, one
+   file per ``--batch`` events, fed through the identical micro-batch function by Spark's file source.
+   ``ratio = Kafka / ceiling`` is what the Kafka source costs.
+3. **Latency**: the stream runs with its normal trigger while a producer publishes at each of ``--rates``
+   events/s for ``--latency-seconds``; per event, latency = the micro-batch's snapshot publication time
+   minus the event's Kafka timestamp (read from Silver, so it is exact per event, not per batch).
+
+    .venv/bin/python bench/bench_streaming.py                      # defaults used for docs/benchmarks.md
+    .venv/bin/python bench/bench_streaming.py --events 100000 --rates 5,1000 --latency-seconds 30  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import Consumer, TopicPartition  # noqa: E402
+
+from netflix_assets.broker import EmbeddedBroker, end_offsets  # noqa: E402
+from netflix_assets.bucket import Bucket  # noqa: E402
+from netflix_assets.datagen import generate  # noqa: E402
+from netflix_assets.settings import Settings  # noqa: E402
+from producer.publish import produce  # noqa: E402
+from producer.sources import Catalog, synthetic_source  # noqa: E402
+from streaming.job import build_spark, run_stream  # noqa: E402
+from streaming.kafka_source import SCHEMA  # noqa: E402
+
+log = logging.getLogger("bench_streaming")
+
+
+def settings_for(root: Path, broker: EmbeddedBroker, args: argparse.Namespace, **extra: Any) -> Settings:
+    return Settings(
+        _env_file=None,
+        data_dir=root,
+        bucket_url=str(args.work / "bucket"),  # shared raw/ (dimensions); speed/ is per run below
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+        spark_master=args.master,
+        spark_shuffle_partitions=args.shuffle_partitions,
+        spark_driver_memory=args.driver_memory,
+        **extra,
+    )
+
+
+def fresh_speed(settings: Settings) -> None:
+    """Each measurement starts with an empty checkpoint, speed/ folder and realtime warehouse."""
+    bucket = Bucket.from_settings(settings)
+    bucket.delete("speed", recursive=True)
+    shutil.rmtree(settings.warehouse_dir, ignore_errors=True)
+
+
+def read_back(conf: dict[str, str], topic: str) -> pa.Table:
+    """The topic's messages with their coordinates, exactly as the Kafka source delivers them."""
+    ends = end_offsets(conf, topic)
+    consumer = Consumer({**conf, "group.id": "bench-read-back", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+    cols: dict[str, list[Any]] = {"partition": [], "offset": [], "key": [], "value": [], "timestamp": []}
+    while len(cols["offset"]) < sum(ends.values()):
+        for m in consumer.consume(10_000, 1.0):
+            if m.error() is None:
+                cols["partition"].append(m.partition())
+                cols["offset"].append(m.offset())
+                cols["key"].append(m.key())
+                cols["value"].append(m.value())
+                cols["timestamp"].append(m.timestamp()[1] * 1000)
+    consumer.close()
+    from streaming.kafka_source import arrow_schema
+
+    schema = arrow_schema()
+    return pa.table([pa.array(cols[f.name], f.type) for f in schema], schema=schema)
+
+
+def throughput(label: str, run: Any, events: int) -> dict[str, Any]:
+    batches: list[Any] = []
+    started = time.time()
+    run(batches.append)
+    elapsed = time.time() - started
+    done = [b for b in batches if not b.skipped]
+    warm = done[1:]
+    warm_rows = sum(b.rows_in for b in warm)
+    warm_seconds = sum(b.duration_s for b in warm)
+    result = {
+        "events": sum(b.rows_in for b in done),
+        "batches": len(done),
+        "seconds": round(elapsed, 1),
+        "events_per_s": round(events / elapsed),
+        "warm_events_per_s": round(warm_rows / warm_seconds) if warm_seconds else None,
+        "stage_s": {
+            k: round(sum(b.stage_s.get(k, 0) for b in warm), 2) for k in (done[-1].stage_s if done else {})
+        },
+    }
+    log.info("%s: %s", label, json.dumps(result))
+    return result
+
+
+def latency(
+    settings: Settings, spark: Any, conf: dict[str, str], catalog: Catalog, args: argparse.Namespace
+) -> list[dict]:
+    """The live stream at each rate; per-event latency from Silver's Kafka timestamps and publish times."""
+    fresh_speed(settings)
+    published: dict[int, float] = {}
+    stop = threading.Event()
+
+    def on_batch(m: Any) -> None:
+        if not m.skipped:
+            published[m.batch_id] = m.committed_at
+
+    stream = threading.Thread(
+        target=run_stream,
+        kwargs={
+            "settings": settings,
+            "spark": spark,
+            "client_conf": conf,
+            "stop_event": stop,
+            "on_batch": on_batch,
+        },
+        daemon=True,
+    )
+    stream.start()
+    time.sleep(args.stream_warmup)
+    phases = []
+    for rate in args.rates:
+        began = time.time()
+        source = synthetic_source(catalog, seed=rate)
+        report = produce(settings, source, rate=rate, duration_s=args.latency_seconds, client_conf=conf)
+        phases.append((rate, began, time.time(), report.sent))
+        time.sleep(2)
+    time.sleep(settings.stream_trigger_seconds * 2 + 10)  # let the last events reach the warehouse
+    stop.set()
+    stream.join(300)
+    silver = Bucket.from_settings(settings).uri("speed/silver")
+    con = duckdb.connect()
+    con.execute("CREATE TABLE published (batch_id BIGINT, published_at DOUBLE)")
+    con.executemany("INSERT INTO published VALUES (?, ?)", list(published.items()))
+    results = []
+    for rate, began, ended, sent in phases:
+        row = con.sql(
+            f"""
+            SELECT count(*), quantile_cont(lat, 0.5), quantile_cont(lat, 0.95), max(lat) FROM (
+                SELECT p.published_at - epoch_us(s.kafka_timestamp) / 1e6 AS lat
+                FROM read_parquet('{silver}/**/*.parquet', hive_partitioning=true) s
+                JOIN published p USING (batch_id)
+                WHERE epoch_us(s.kafka_timestamp) / 1e6 BETWEEN {began} AND {ended})
+            """
+        ).fetchall()[0]
+        result = {"rate": rate, "sent": sent, "measured_events": row[0], "p50_s": round(row[1] or 0, 2),
+                  "p95_s": round(row[2] or 0, 2), "max_s": round(row[3] or 0, 2)}  # fmt: skip
+        log.info("latency at %s ev/s: %s", rate, json.dumps(result))
+        results.append(result)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=500_000)
+    parser.add_argument("--batch", type=int, default=100_000, help="events per micro-batch (both sources)")
+    parser.add_argument("--rates", type=lambda s: [int(x) for x in s.split(",")], default=[5, 1_000, 10_000])
+    parser.add_argument("--latency-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--stream-warmup", type=float, default=20.0, help="seconds before the first latency phase"
+    )
+    parser.add_argument("--trigger-seconds", type=float, default=10.0)
+    parser.add_argument("--master", default="local[2]")
+    parser.add_argument("--shuffle-partitions", type=int, default=2)
+    parser.add_argument("--driver-memory", default="4g")
+    parser.add_argument("--work", type=Path, default=ROOT / "bench" / "results" / "streaming_work")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "streaming.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    logging.getLogger("streaming").setLevel(logging.WARNING)
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    results: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "load_before": os.getloadavg(), "args": {
+        k: str(v) for k, v in vars(args).items()}}  # fmt: skip
+
+    with EmbeddedBroker(
+        Settings(_env_file=None, data_dir=args.work / "broker"), record_state=False
+    ) as broker:
+        conf = broker.client_config()
+        base = settings_for(args.work / "kafka", broker, args, stream_max_events_per_trigger=args.batch,
+                            stream_trigger_seconds=args.trigger_seconds)  # fmt: skip
+        bucket = Bucket.from_settings(base)
+        generate(bucket, 0.1, seed=42)
+        catalog = Catalog.from_bucket(bucket)
+        report = produce(base, synthetic_source(catalog, seed=1), rate=0, count=args.events, poison_rate=0.02,
+                         late_rate=0.02, seed=2, client_conf=conf)  # fmt: skip
+        log.info("produced: %s", report.summary())
+        messages = read_back(conf, base.kafka_topic)
+        files = args.work / "ceiling_input"
+        files.mkdir()
+        for i, start in enumerate(range(0, messages.num_rows, args.batch)):
+            pq.write_table(messages.slice(start, args.batch), files / f"part-{i:05d}.parquet")
+
+        spark = build_spark(base, "bench_streaming")
+        # Warm-up on a small file stream so neither measured run pays the JVM's first compilation.
+        warm_settings = settings_for(args.work / "warmup", broker, args)
+        fresh_speed(warm_settings)
+        warm_files = args.work / "warm_input"
+        warm_files.mkdir()
+        pq.write_table(messages.slice(0, min(20_000, messages.num_rows)), warm_files / "part-0.parquet")
+        run_stream(
+            warm_settings,
+            spark=spark,
+            available_now=True,
+            publish_dead_letters=False,
+            source=lambda s: s.readStream.schema(SCHEMA).parquet(str(warm_files)),
+            query_name="warmup",
+        )
+
+        fresh_speed(base)
+        results["kafka"] = throughput(
+            "kafka source",
+            lambda cb: run_stream(base, spark=spark, client_conf=conf, available_now=True, on_batch=cb),
+            args.events,
+        )
+        ceiling_settings = settings_for(args.work / "ceiling", broker, args)
+        fresh_speed(ceiling_settings)
+
+        def file_source(session: Any) -> Any:
+            return session.readStream.schema(SCHEMA).option("maxFilesPerTrigger", 1).parquet(str(files))
+
+        results["ceiling"] = throughput(
+            "file source (ceiling)",
+            lambda cb: run_stream(
+                ceiling_settings,
+                spark=spark,
+                available_now=True,
+                on_batch=cb,
+                publish_dead_letters=False,
+                source=file_source,
+                query_name="ceiling",
+            ),
+            args.events,
+        )
+        results["ratio"] = round(results["kafka"]["events_per_s"] / results["ceiling"]["events_per_s"], 2)
+        results["warm_ratio"] = round(
+            (results["kafka"]["warm_events_per_s"] or 0) / (results["ceiling"]["warm_events_per_s"] or 1), 2
+        )
+        if not args.skip_latency:
+            live = settings_for(
+                args.work / "live",
+                broker,
+                args,
+                stream_trigger_seconds=args.trigger_seconds,
+                stream_max_events_per_trigger=args.batch,
+                kafka_topic="bench_live_events",
+            )
+            produce(
+                live, iter(()), rate=0, client_conf=conf
+            )  # creates the topic: the stream starts on it empty
+            results["latency"] = latency(live, spark, conf, catalog, args)
+        spark.stop()
+    results["load_after"] = os.getloadavg()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""The Spark Silver job: raw CSVs in the bucket -> typed Silver Parquet + quarantine, by docs/data-quality.md.
+
+Modules, in the order data flows through them: ``contract`` (types, keys, domains per table), ``reader``
+(header check, numbered text lines, ``from_csv`` with an all-string schema), ``expressions`` (value
+parsing as Spark SQL, no Python UDFs), ``rules`` (row rules 1-9 and value rules), ``writer`` (Parquet),
+``job`` (one table at a time in one session), ``verify`` (checks re-read from what was written),
+``timing`` (Spark-only wall times for the batch benchmark).
+"""
+
+from netflix_assets.silver.job import SilverJob, TableResult
+from netflix_assets.silver.reader import RawFileError
+
+__all__ = ["RawFileError", "SilverJob", "TableResult"]

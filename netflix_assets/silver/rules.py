@@ -1,0 +1,230 @@
+"""The row rules (1-9) and value rules of docs/data-quality.md as one Spark plan per table.
+
+The result has one row per data line: ``reason`` null for a Silver row, else the first rule that fired.
+Rules 1-7 look at one row. Rules 8-9 compare rows with the same key, so the plan shuffles once, by the
+key, and sorts once: rows sorted by (key, every raw value, line) make exact copies adjacent (rule 8),
+and the survivor of a key (rule 9) is a max over the key's rows, which needs no other order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from netflix_assets.silver.contract import (
+    ENUM_DOMAINS,
+    QUARANTINE_FILE,
+    QUARANTINE_LINE,
+    QUARANTINE_RAW_LINE,
+    REASON,
+    SOURCE_FILE,
+    SOURCE_LINE,
+    Kind,
+    TableContract,
+)
+from netflix_assets.silver.expressions import canonical, cleaned, is_malformed, parse
+from netflix_assets.silver.reader import LINE, PARSED, WRONG_TOKEN_COUNT
+
+MALFORMED = "malformed_row"
+DUPLICATE_ROW = "duplicate_row"
+DUPLICATE_KEY = "duplicate_key"
+WATCH_DURATION_OUT_OF_RANGE = "watch_duration_out_of_range"
+PROGRESS_OUT_OF_RANGE = "progress_out_of_range"
+WATCH_DURATION_RANGE = (0, 1440)
+PROGRESS_RANGE = (0, 100)
+AGE_RANGE = (5, 110)
+SPEND_LIMIT = 1_000.0
+RATING_RANGE = (1, 5)
+RATING_COLUMNS = {"watch_history": "user_rating", "reviews": "rating"}
+
+_PRE_REASON = "_pre_reason"  # reason from rules 1-7
+_PASSED = "_passed"
+_RANK = "_rank"  # what decides a key's survivor: bigger wins
+_KEPT_LINE = "_q_line"
+
+
+def text_column(index: int) -> str:
+    """Internal name of a raw column's cleaned text (positional, so no raw name needs quoting)."""
+    return f"_t{index}"
+
+
+def typed_column(index: int) -> str:
+    return f"_v{index}"
+
+
+def quarantine_text(index: int) -> str:
+    return f"_q{index}"
+
+
+def possible_reasons(contract: TableContract) -> list[str]:
+    """Every reason the rules can give this table, in rule order (for metadata and reference tests)."""
+    reasons = [MALFORMED, *(f"missing_{name}" for name in contract.required)]
+    reasons += [f"invalid_{name}" for name in contract.columns if contract.kind(name) is not Kind.STRING]
+    if contract.name == "watch_history":
+        reasons += [WATCH_DURATION_OUT_OF_RANGE, PROGRESS_OUT_OF_RANGE]
+    reasons += [ref.reason for ref in contract.references]
+    return [*reasons, DUPLICATE_ROW, DUPLICATE_KEY]
+
+
+def classify(
+    parsed_lines: DataFrame,
+    contract: TableContract,
+    references: Mapping[str, DataFrame],
+    partitions: int,
+) -> DataFrame:
+    """Every data line with its ``reason``, its Silver columns and its quarantine columns.
+
+    ``references`` maps a fact column (``user_id``) to a one-column frame of the dimension's Silver keys.
+    Quarantine columns are null on Silver rows, so caching the result costs about one copy of the data.
+    """
+    columns = contract.columns
+    texts = [cleaned(F.col(PARSED)[name]).alias(text_column(i)) for i, name in enumerate(columns)]
+    malformed = is_malformed(F.col(LINE), F.col(WRONG_TOKEN_COUNT), len(columns))
+    rows = parsed_lines.select(LINE, SOURCE_LINE, malformed.alias("_malformed"), *texts)
+    typed = [
+        parse(contract.kind(name), F.col(text_column(i))).alias(typed_column(i))
+        for i, name in enumerate(columns)
+        if contract.kind(name) is not Kind.STRING
+    ]
+    rows = rows.select("*", *typed)
+    for ref in contract.references:
+        known = references[ref.column].select(
+            F.col(ref.column).alias(f"_ref_{ref.column}"), F.lit(True).alias(f"_known_{ref.column}")
+        )
+        own = F.col(text_column(columns.index(ref.column)))
+        rows = rows.join(F.broadcast(known), own == F.col(f"_ref_{ref.column}"), "left")
+    pre_reason = _single_row_reason(contract)
+    rows = rows.select(
+        SOURCE_LINE,
+        *(text_column(i) for i in range(len(columns))),
+        *(typed_column(i) for i, name in enumerate(columns) if contract.kind(name) is not Kind.STRING),
+        pre_reason.alias(_PRE_REASON),
+        # The raw line only matters for rows rules 1-7 reject (a malformed line's fields mislead); duplicates
+        # parsed cleanly, so dropping it here keeps ~100 bytes a row out of the shuffle.
+        F.when(pre_reason.isNotNull(), F.col(LINE)).alias(_KEPT_LINE),
+    )
+    return _outputs(_deduplicate(rows, contract, partitions), contract)
+
+
+def _value(contract: TableContract, name: str) -> Column:
+    index = contract.columns.index(name)
+    kind = contract.kind(name)
+    return F.col(text_column(index) if kind is Kind.STRING else typed_column(index))
+
+
+def _outside(value: Column, bounds: tuple[float, float]) -> Column:
+    return (value < bounds[0]) | (value > bounds[1])
+
+
+def _single_row_reason(contract: TableContract) -> Column:
+    """Rules 1-7, first match wins; null when the row may go on to the duplicate rules."""
+    columns = contract.columns
+    reason = F.when(F.col("_malformed"), F.lit(MALFORMED))
+    for name in contract.required:
+        reason = reason.when(F.col(text_column(columns.index(name))).isNull(), F.lit(f"missing_{name}"))
+    for i, name in enumerate(columns):
+        if contract.kind(name) is not Kind.STRING:
+            invalid = F.col(text_column(i)).isNotNull() & F.col(typed_column(i)).isNull()
+            reason = reason.when(invalid, F.lit(f"invalid_{name}"))
+    if contract.name == "watch_history":
+        duration = _value(contract, "watch_duration_minutes")
+        progress = _value(contract, "progress_percentage")
+        reason = reason.when(_outside(duration, WATCH_DURATION_RANGE), F.lit(WATCH_DURATION_OUT_OF_RANGE))
+        reason = reason.when(_outside(progress, PROGRESS_RANGE), F.lit(PROGRESS_OUT_OF_RANGE))
+    for ref in contract.references:
+        reason = reason.when(F.col(f"_known_{ref.column}").isNull(), F.lit(ref.reason))
+    return reason
+
+
+def _deduplicate(rows: DataFrame, contract: TableContract, partitions: int) -> DataFrame:
+    """Rules 8 and 9 among the rows that passed 1-7; every other row keeps its earlier reason."""
+    texts = [F.col(text_column(i)) for i in range(len(contract.columns))]
+    key = texts[contract.columns.index(contract.key)]
+    # Windows lead with a 64-bit hash of the key: ids share long prefixes ("S0000012..."), which defeats
+    # the sorter's 8-byte prefix comparison; a hash prefix almost never ties. The key itself follows, so
+    # a hash collision cannot merge two keys.
+    key_hash = F.xxhash64(key).alias("_key_hash")
+    non_null = sum((t.isNotNull().cast("int") for t in texts), F.lit(0))
+    rows = rows.select("*", F.col(_PRE_REASON).isNull().alias(_PASSED), key_hash)
+    rows = rows.repartition(partitions, "_key_hash")
+    by_key = [F.col("_key_hash"), key]
+    # Partitioned by key first: the one sort this window asks for also groups each key's rows together.
+    copies = Window.partitionBy(*by_key, F.col(_PASSED), *texts).orderBy(SOURCE_LINE)
+    rows = rows.withColumn("_dup_row", F.col(_PASSED) & (F.row_number().over(copies) > 1))
+    # Survivor: passed 1-8, then most non-null raw values, then lowest line. Lines are unique, so the
+    # max of this struct over the key's rows is exactly one row.
+    rank = F.struct(
+        (F.col(_PASSED) & ~F.col("_dup_row")).alias("candidate"),
+        non_null.alias("filled"),
+        (-F.col(SOURCE_LINE)),
+    )
+    rows = rows.withColumn(_RANK, rank)
+    best = F.max(F.col(_RANK)).over(Window.partitionBy(*by_key))
+    reason = (
+        F.when(~F.col(_PASSED), F.col(_PRE_REASON))
+        .when(F.col("_dup_row"), F.lit(DUPLICATE_ROW))
+        .when(F.col(_RANK) != best, F.lit(DUPLICATE_KEY))
+    )
+    return rows.withColumn(REASON, reason)
+
+
+def _silver_columns(contract: TableContract) -> list[Column]:
+    """The Silver columns, typed and value-ruled, in contract order."""
+    out: list[Column] = []
+    for name in contract.columns:
+        value = _value(contract, name)
+        if name in ENUM_DOMAINS:
+            value = canonical(value, ENUM_DOMAINS[name])
+        if contract.name == "users" and name == "age":
+            value = F.when(~_age_flagged(contract), value)
+        if RATING_COLUMNS.get(contract.name) == name:
+            value = F.when(value.between(*RATING_RANGE), value)
+        out.append(value.cast(contract.kind(name).value).alias(name))
+    if contract.name == "users":
+        spend = _value(contract, "monthly_spend")
+        out.append(_age_flagged(contract).alias("age_flagged"))
+        out.append(
+            F.coalesce((spend < 0) | (spend > SPEND_LIMIT), F.lit(False)).alias("monthly_spend_flagged")
+        )
+    out.append(F.col(SOURCE_LINE))
+    return out
+
+
+def _age_flagged(contract: TableContract) -> Column:
+    """Outside 5-110 is flagged; a missing age is not."""
+    return F.coalesce(_outside(_value(contract, "age"), AGE_RANGE), F.lit(False))
+
+
+def _outputs(rows: DataFrame, contract: TableContract) -> DataFrame:
+    """Silver columns plus the quarantine's text columns, the latter kept only on rejected rows."""
+    rejected = F.col(REASON).isNotNull()
+    kept_text = [
+        F.when(rejected, F.col(text_column(i))).alias(quarantine_text(i))
+        for i in range(len(contract.columns))
+    ]
+    return rows.select(*_silver_columns(contract), F.col(REASON), *kept_text, F.col(_KEPT_LINE))
+
+
+def silver_rows(classified: DataFrame, contract: TableContract) -> DataFrame:
+    """The Silver table; columns derivable at write time are added here, not carried in the cache."""
+    derived = {SOURCE_FILE: F.lit(contract.raw_key)}
+    if contract.name == "watch_history":
+        derived["watch_month"] = F.date_format(F.col("watch_date"), "yyyy-MM")
+    columns = [
+        derived[name].alias(name) if name in derived else F.col(name) for name in contract.silver_columns
+    ]
+    return classified.where(F.col(REASON).isNull()).select(*columns)
+
+
+def quarantine_rows(classified: DataFrame, contract: TableContract) -> DataFrame:
+    """Raw values as cleaned text plus the reason and where the line was."""
+    texts = [F.col(quarantine_text(i)).alias(name) for i, name in enumerate(contract.columns)]
+    return classified.where(F.col(REASON).isNotNull()).select(
+        *texts,
+        F.col(REASON),
+        F.lit(contract.raw_key).alias(QUARANTINE_FILE),
+        F.col(SOURCE_LINE).alias(QUARANTINE_LINE),
+        F.col(_KEPT_LINE).alias(QUARANTINE_RAW_LINE),
+    )

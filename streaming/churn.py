@@ -1,0 +1,91 @@
+"""Churn signals of one watch event, its engagement segment and its 5-minute window (Spark side).
+
+Definitions (``docs/speed-layer.md`` restates them for analysts):
+
+* **low engagement**: ``progress_percentage < 20``;
+* **abandoned**: ``action = 'stopped'`` with ``progress_percentage < 50``;
+* **completed**: ``action = 'completed'``;
+* **quality downgrade**: the session's quality ranks below the user's usual quality
+  (:mod:`streaming.dimensions`: modal Silver quality, SD < HD < 4K = Ultra HD);
+* a session is **at risk** when any of low engagement, abandoned or quality downgrade holds; a user is
+  at risk in a window when one of their sessions there is.
+
+The segment of an event is (country, genre_primary, device_type, quality, is_netflix_original,
+content_type): the user's home country (the event's ``location_country`` when the user is unknown),
+the movie's genre/type/original flag and the event's device and quality. Unknown text values become
+``'Unknown'`` so every event lands in exactly one segment and sessions reconcile with the input.
+
+This module only prepares per-(window, segment, user) partial sums; the warehouse sink adds them up and
+derives rates, distinct users and alerts (``streaming.realtime_store``), because distinct counts cannot be
+summed across micro-batches.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from streaming.dimensions import Dimensions, quality_rank
+
+WINDOW_MINUTES = 5
+WATERMARK_MINUTES = 10
+LOW_ENGAGEMENT_BELOW = 20.0
+ABANDONED_BELOW = 50.0
+SEGMENT_KEYS: tuple[str, ...] = (
+    "country", "genre_primary", "device_type", "quality", "is_netflix_original", "content_type",
+)  # fmt: skip
+UNKNOWN = "Unknown"
+
+
+def window_start(event_time: Column) -> Column:
+    """Start of the tumbling 5-minute window holding ``event_time``."""
+    return F.window(event_time, f"{WINDOW_MINUTES} minutes").start
+
+
+def enrich(events: DataFrame, dims: Dimensions) -> DataFrame:
+    """Valid, on-time events joined to users and movies, with segment keys, flags and window."""
+    users = F.broadcast(dims.users.select("user_id", F.col("country").alias("_user_country"), "monthly_spend",
+                                          "usual_quality_rank"))  # fmt: skip
+    movies = F.broadcast(dims.movies)
+    joined = events.join(users, "user_id", "left").join(movies, "movie_id", "left")
+    progress = F.col("progress_percentage")
+    rank = quality_rank("quality")
+    return (
+        joined.withColumn("country", F.coalesce("_user_country", "location_country", F.lit(UNKNOWN)))
+        .withColumn("genre_primary", F.coalesce("genre_primary", F.lit(UNKNOWN)))
+        .withColumn("device_type", F.coalesce("device_type", F.lit(UNKNOWN)))
+        .withColumn("content_type", F.coalesce("content_type", F.lit(UNKNOWN)))
+        .withColumn("low_engagement", F.coalesce(progress < LOW_ENGAGEMENT_BELOW, F.lit(False)))
+        .withColumn(
+            "abandoned",
+            F.coalesce((F.col("action") == "stopped") & (progress < ABANDONED_BELOW), F.lit(False)),
+        )
+        .withColumn("completed", F.col("action") == "completed")
+        .withColumn("quality_downgrade", F.coalesce(rank < F.col("usual_quality_rank"), F.lit(False)))
+        .withColumn("at_risk", F.col("low_engagement") | F.col("abandoned") | F.col("quality_downgrade"))
+        .withColumn("window_start", window_start(F.col("event_time")))
+        .withColumn("segment_id", F.xxhash64(*SEGMENT_KEYS))
+        .drop("_user_country")
+    )
+
+
+def _count(flag: str) -> Column:
+    return F.sum(F.col(flag).cast("long"))
+
+
+def user_partials(enriched: DataFrame) -> DataFrame:
+    """Per (window, segment, user) sums of this micro-batch: the sink merges them idempotently."""
+    return enriched.groupBy("window_start", "segment_id", *SEGMENT_KEYS, "user_id").agg(
+        F.count("*").alias("sessions"),
+        F.sum(F.coalesce("watch_duration_minutes", F.lit(0.0))).alias("watch_minutes"),
+        F.sum("progress_percentage").alias("completion_sum"),
+        F.count("progress_percentage").alias("completion_n"),
+        F.sum("imdb_rating").alias("content_quality_sum"),
+        F.count("imdb_rating").alias("content_quality_n"),
+        _count("low_engagement").alias("low_engagement"),
+        _count("abandoned").alias("abandoned"),
+        _count("quality_downgrade").alias("quality_downgrade"),
+        _count("completed").alias("completed"),
+        _count("at_risk").alias("at_risk_sessions"),
+        F.max("monthly_spend").alias("monthly_spend"),
+    )

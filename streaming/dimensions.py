@@ -1,0 +1,193 @@
+"""The dimensions the stream joins: users and movies from the batch layer's Silver, one row per key.
+
+Silver is the contract (``docs/architecture.md``): it is cleaned, typed and unique per key. When the batch
+layer has not run yet, the stream falls back to the raw CSVs, de-duplicated with the Silver survivor rule
+(the row with the most non-null fields, then the earliest line), and says so in the log: the original
+notebook joined raw users and double-counted every duplicated user.
+
+A user's **usual quality** is the modal quality class of their Silver watch history, ties broken towards
+the *lower* class so that a session is flagged as a downgrade only when it is below every one of the
+user's most frequent classes. Classes are ranked SD (1) < HD (2) < 4K (3) = Ultra HD (3): the two top
+tiers are the same resolution class sold under two names, so their sessions are counted together.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from netflix_assets.bucket import Bucket
+from netflix_assets.raw_schema import RAW_COLUMNS, raw_key
+
+log = logging.getLogger(__name__)
+
+QUALITY_RANK: dict[str, int] = {"SD": 1, "HD": 2, "4K": 3, "Ultra HD": 3}
+USER_COLUMNS = ("user_id", "country", "monthly_spend")
+MOVIE_COLUMNS = ("movie_id", "genre_primary", "content_type", "is_netflix_original", "imdb_rating")
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+@dataclass
+class Dimensions:
+    """Broadcast-sized lookup frames, and where they came from (for logs and asset metadata)."""
+
+    users: DataFrame  # user_id, country, monthly_spend, usual_quality_rank
+    movies: DataFrame  # movie_id, genre_primary, content_type, is_netflix_original, imdb_rating
+    source: dict[str, str]
+    signature: tuple[tuple[str, int, float], ...]
+
+    def unpersist(self) -> None:
+        self.users.unpersist()
+        self.movies.unpersist()
+
+
+def quality_rank(column: str = "quality") -> F.Column:
+    mapping = F.create_map(*[F.lit(x) for pair in QUALITY_RANK.items() for x in pair])
+    return mapping[F.col(column)]
+
+
+def silver_signature(bucket: Bucket) -> tuple[tuple[str, int, float], ...]:
+    """(file, size, mtime) of every Silver file the stream reads: a change means the batch layer re-ran."""
+    entries = []
+    for table in ("users", "movies", "watch_history"):
+        base = bucket.path(f"silver/{table}")
+        if not bucket.fs.exists(base):
+            continue
+        for path, info in sorted(bucket.fs.find(base, detail=True).items()):
+            if path.endswith(".parquet"):
+                entries.append(
+                    (path, int(info.get("size") or 0), float(info.get("mtime") or info.get("updated") or 0))
+                )
+    return tuple(entries)
+
+
+def _has_silver(bucket: Bucket, table: str) -> bool:
+    base = bucket.path(f"silver/{table}")
+    return bucket.fs.exists(base) and any(p.endswith(".parquet") for p in bucket.fs.find(base))
+
+
+def load_dimensions(spark: SparkSession, bucket: Bucket) -> Dimensions:
+    """Users (with usual quality) and movies, cached; each from Silver, else from raw with a warning."""
+    source: dict[str, str] = {}
+    signature = silver_signature(bucket)
+    if _has_silver(bucket, "users"):
+        users = (
+            spark.read.parquet(bucket.uri("silver/users")).select(*USER_COLUMNS).dropDuplicates(["user_id"])
+        )
+        source["users"] = bucket.uri("silver/users")
+    else:
+        users = spark.createDataFrame(_raw_users(bucket), USERS_SCHEMA)
+        source["users"] = bucket.uri(raw_key("users")) + " (fallback: Silver users missing)"
+        log.warning(
+            "Silver users not found in %s: joining raw users.csv, de-duplicated", bucket.uri("silver")
+        )
+    if _has_silver(bucket, "movies"):
+        movies = (
+            spark.read.parquet(bucket.uri("silver/movies"))
+            .select(*MOVIE_COLUMNS)
+            .dropDuplicates(["movie_id"])
+        )
+        source["movies"] = bucket.uri("silver/movies")
+    else:
+        movies = spark.createDataFrame(_raw_movies(bucket), MOVIES_SCHEMA)
+        source["movies"] = bucket.uri(raw_key("movies")) + " (fallback: Silver movies missing)"
+        log.warning(
+            "Silver movies not found in %s: joining raw movies.csv, de-duplicated", bucket.uri("silver")
+        )
+    if _has_silver(bucket, "watch_history"):
+        usual = usual_quality(spark.read.parquet(bucket.uri("silver/watch_history")))
+        users = users.join(usual, "user_id", "left")
+        source["usual_quality"] = bucket.uri("silver/watch_history")
+    else:
+        users = users.withColumn("usual_quality_rank", F.lit(None).cast("int"))
+        source["usual_quality"] = "unknown (Silver watch_history missing: no quality downgrade is flagged)"
+        log.warning("Silver watch_history not found: quality downgrades cannot be detected until it exists")
+    users = users.cache()
+    movies = movies.cache()
+    log.info(
+        "dimensions loaded: %d users, %d movies (%s)",
+        users.count(),
+        movies.count(),
+        "; ".join(f"{k}: {v}" for k, v in source.items()),
+    )
+    return Dimensions(users, movies, source, signature)
+
+
+def usual_quality(watch_history: DataFrame) -> DataFrame:
+    """user_id → usual_quality_rank: the most frequent quality *class* (4K and Ultra HD counted together,
+    since they rank the same), ties towards the lower rank."""
+    counted = (
+        watch_history.where(F.col("user_id").isNotNull())
+        .withColumn("rank", quality_rank("quality"))
+        .where(F.col("rank").isNotNull())
+        .groupBy("user_id", "rank")
+        .count()
+    )
+    order = Window.partitionBy("user_id").orderBy(F.col("count").desc(), F.col("rank").asc())
+    return (
+        counted.withColumn("n", F.row_number().over(order))
+        .where("n = 1")
+        .select("user_id", F.col("rank").cast("int").alias("usual_quality_rank"))
+    )
+
+
+# -- raw fallback --------------------------------------------------------------------------------------------
+USERS_SCHEMA = "user_id string, country string, monthly_spend double"
+MOVIES_SCHEMA = (
+    "movie_id string, genre_primary string, content_type string, is_netflix_original boolean, "
+    "imdb_rating double"
+)
+
+
+def _raw_survivors(bucket: Bucket, table: str, key: str) -> pd.DataFrame:
+    """Raw rows as trimmed text (empty → null), one per key by the Silver rule: most non-null raw
+    fields, then the earliest line."""
+    with bucket.open(raw_key(table), "rb") as handle:
+        frame = pd.read_csv(handle, dtype=str, keep_default_na=False, usecols=list(RAW_COLUMNS[table]))
+    frame = frame.apply(lambda column: column.str.strip()).replace("", None)
+    frame["_filled"] = frame.notna().sum(axis=1)
+    frame["_line"] = range(len(frame))
+    frame = frame[frame[key].notna()].sort_values([key, "_filled", "_line"], ascending=[True, False, True])
+    return frame.drop_duplicates(key, keep="first")
+
+
+def _raw_users(bucket: Bucket) -> pd.DataFrame:
+    users = _raw_survivors(bucket, "users", "user_id")
+    spend = pd.to_numeric(users["monthly_spend"], errors="coerce")
+    return (
+        pd.DataFrame(
+            {
+                "user_id": users["user_id"],
+                "country": users["country"],
+                "monthly_spend": spend.where(spend.abs() != float("inf")),
+            }
+        )
+        .astype(object)
+        .where(lambda f: f.notna(), None)
+    )
+
+
+def _raw_movies(bucket: Bucket) -> pd.DataFrame:
+    movies = _raw_survivors(bucket, "movies", "movie_id")
+    flag = movies["is_netflix_original"].str.lower()
+    rating = pd.to_numeric(movies["imdb_rating"], errors="coerce")
+    return (
+        pd.DataFrame(
+            {
+                "movie_id": movies["movie_id"],
+                "genre_primary": movies["genre_primary"],
+                "content_type": movies["content_type"],
+                "is_netflix_original": flag.map(
+                    lambda t: True if t in _TRUE else False if t in _FALSE else None
+                ),
+                "imdb_rating": rating.where(rating.abs() != float("inf")),
+            }
+        )
+        .astype(object)
+        .where(lambda f: f.notna(), None)
+    )

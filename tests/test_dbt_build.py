@@ -1,0 +1,136 @@
+"""The dbt assets build the warehouse through Dagster, publish it only when everything passes.
+
+Silver here is written by the independent reference (tests/reference_marts.py) from generated CSVs, so
+these tests need no Spark; test_marts_correctness.py runs the real Spark Silver end to end.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+from dagster import AssetCheckSeverity, AssetsDefinition, materialize
+
+from netflix_assets.bucket import Bucket
+from netflix_assets.datagen import generate
+from netflix_assets.defs import dbt as gold
+from netflix_assets.resources import DBT_PROJECT_DIR, dbt_resource
+from netflix_assets.settings import Settings
+from netflix_assets.warehouse import WarehouseLayout, connect_serving
+from tests.reference_marts import compute_reference, mart_differences, write_silver_parquet
+
+
+def build_gold(settings: Settings):
+    [assets] = [a for a in gold.definitions(settings).assets if isinstance(a, AssetsDefinition)]
+    return materialize([assets], resources={"dbt": dbt_resource(settings)}, raise_on_error=False)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    """Generated CSVs -> reference Silver Parquet -> dbt build via Dagster; yields (settings, result, ref)."""
+    root = tmp_path_factory.mktemp("dbt-build")
+    settings = Settings(data_dir=root / "data")
+    bucket = Bucket.from_settings(settings)
+    generate(bucket, scale=0.02, seed=7)
+    reference = compute_reference(bucket.local_path("raw"))
+    write_silver_parquet(reference, bucket.local_path("silver"))
+    result = build_gold(settings)
+    yield settings, result, reference
+    reference.close()
+
+
+def test_build_materializes_every_model_and_passes_every_check(built) -> None:
+    _, result, _ = built
+    assert result.success
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) > 100
+    failed = [(c.asset_check_key.name, c.severity) for c in checks if not c.passed]
+    assert failed == []
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert len(materialized) == 21 and "monthly_engagement" in materialized
+
+
+def test_build_is_published_and_readable_through_connect_serving(built) -> None:
+    settings, _, reference = built
+    layout = WarehouseLayout.from_settings(settings)
+    assert layout.batch_published.exists() and not layout.batch_build.exists()
+    con = connect_serving(settings)
+    try:
+        mau = con.execute("SELECT sum(total_sessions) FROM batch.main.monthly_active_users").fetchall()[0][0]
+        sessions = reference.execute("SELECT count(*) FROM silver_watch_history").fetchall()[0][0]
+        assert mau == sessions > 0
+    finally:
+        con.close()
+
+
+def test_marts_equal_the_reference_on_the_same_silver(built) -> None:
+    settings, _, reference = built
+    published = WarehouseLayout.from_settings(settings).batch_published
+    reference.execute(f"ATTACH '{published}' AS dbt_build (READ_ONLY)")
+    try:
+        assert mart_differences(reference, "dbt_build") == {}
+    finally:
+        reference.execute("DETACH dbt_build")
+
+
+def test_yaml_documents_exactly_the_columns_each_model_has(built) -> None:
+    settings, _, _ = built
+    documented: dict[str, dict[str, str]] = {}
+    for path in (DBT_PROJECT_DIR / "models").rglob("*.yml"):
+        for model in yaml.safe_load(path.read_text()).get("models", []):
+            documented[model["name"]] = {
+                c["name"]: c.get("description", "") for c in model.get("columns", [])
+            }
+    con = duckdb.connect(str(WarehouseLayout.from_settings(settings).batch_published), read_only=True)
+    try:
+        tables = {
+            name for (name,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
+        assert tables and tables <= set(documented)
+        for table in tables:
+            columns = con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                "ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+            actual = [name for (name,) in columns]
+            assert set(actual) == set(documented[table]), table
+            assert all(documented[table].values()), f"{table} has undocumented columns"
+        money = con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE column_name LIKE '%watch_time_minutes' OR column_name = 'watch_duration_minutes'"
+        ).fetchall()
+        assert money and all(t.startswith("DECIMAL") and t.endswith(",2)") for _, _, t in money), money
+    finally:
+        con.close()
+
+
+def test_a_failing_test_publishes_nothing(built, tmp_path: Path) -> None:
+    """A duplicate user in Silver fails unique_stg_users_user_id: the previous build stays online."""
+    settings, _, _ = built
+    broken = Settings(data_dir=tmp_path / "data")
+    shutil.copytree(
+        Bucket.from_settings(settings).local_path("silver"), Bucket.from_settings(broken).local_path("silver")
+    )
+    layout = WarehouseLayout.from_settings(broken)
+    layout.root.mkdir(parents=True)
+    shutil.copyfile(WarehouseLayout.from_settings(settings).batch_published, layout.batch_published)
+    before = layout.batch_published.read_bytes()
+    users = Bucket.from_settings(broken).local_path("silver/users")
+    duplicate = f"SELECT * FROM '{users}/*.parquet' LIMIT 1"
+    duckdb.execute(f"COPY ({duplicate}) TO '{users}/part-duplicate.parquet' (FORMAT parquet)")
+
+    result = build_gold(broken)
+
+    assert not result.success
+    failed = {
+        c.asset_check_key.name: c.severity for c in result.get_asset_check_evaluations() if not c.passed
+    }
+    assert failed == {"unique_stg_users_user_id": AssetCheckSeverity.ERROR}
+    assert result.get_asset_materialization_events() == []
+    assert layout.batch_published.read_bytes() == before
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "unique_stg_users_user_id" in failure.event_specific_data.error.message

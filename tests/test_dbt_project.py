@@ -1,0 +1,134 @@
+"""The dbt project as Dagster sees it: manifest preparation in a fresh clone, the lineage, checks, policies.
+
+No data is built here (see test_dbt_build.py); these tests load definitions and parse the project.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, AssetsDefinition, Definitions
+from dagster._core.definitions.freshness import CronFreshnessPolicy
+from dagster_dbt import DbtCliResource
+
+from netflix_assets.defs import dbt as gold
+from netflix_assets.raw_schema import RAW_TABLES
+from netflix_assets.resources import DBT_PROJECT_DIR, dbt_resource
+from netflix_assets.settings import Settings
+
+MARTS = {
+    "monthly_engagement", "cohort_retention", "content_performance", "content_performance_by_title",
+    "genre_performance", "monthly_active_users", "monthly_active_users_by_segment",
+}  # fmt: skip
+STAR = {
+    "dim_users",
+    "dim_movies",
+    "dim_date",
+    "fct_watch_sessions",
+    "fct_reviews",
+    "fct_searches",
+    "fct_recommendations",
+}
+
+
+@pytest.fixture(scope="module")
+def defs(tmp_path_factory: pytest.TempPathFactory) -> Definitions:
+    return gold.definitions(Settings(data_dir=tmp_path_factory.mktemp("dbt-defs")))
+
+
+@pytest.fixture(scope="module")
+def gold_assets(defs: Definitions) -> AssetsDefinition:
+    [assets] = [a for a in defs.assets if isinstance(a, AssetsDefinition)]
+    return assets
+
+
+def test_a_fresh_clone_parses_once_and_again_only_when_the_project_changes(tmp_path: Path) -> None:
+    clone = tmp_path / "dbt_project"
+    shutil.copytree(DBT_PROJECT_DIR, clone, ignore=shutil.ignore_patterns("target", "logs"))
+    settings = Settings(data_dir=tmp_path / "data")
+    project = gold.build_dbt_project(settings, project_dir=clone)
+    cli = DbtCliResource(
+        project_dir=str(clone), profiles_dir=str(clone), target="duckdb",
+        dbt_executable=dbt_resource(settings).dbt_executable,
+    )  # fmt: skip
+    assert not project.manifest_path.exists() and gold.manifest_is_stale(project, settings)
+
+    gold.prepare_manifest(project, cli, settings)
+    parsed_at = project.manifest_path.stat().st_mtime_ns
+    assert not gold.manifest_is_stale(project, settings)
+    assert not list((clone / "target").glob(".parse-*")), "the private parse folder was left behind"
+    gold.prepare_manifest(project, cli, settings)
+    assert project.manifest_path.stat().st_mtime_ns == parsed_at, "a fresh manifest was parsed again"
+
+    model = clone / "models" / "marts" / "analytics" / "genre_performance.sql"
+    future = project.manifest_path.stat().st_mtime + 5
+    os.utime(model, (future, future))
+    assert gold.manifest_is_stale(project, settings)
+    gold.prepare_manifest(project, cli, settings)
+    assert project.manifest_path.stat().st_mtime_ns != parsed_at
+    assert (clone / "target" / "partial_parse.msgpack").exists()  # what dagster-dbt seeds runs with
+
+    bigquery = Settings(data_dir=tmp_path / "data", warehouse="bigquery")
+    assert gold.manifest_is_stale(gold.build_dbt_project(bigquery, clone), bigquery), "parsed for duckdb"
+    moved = Settings(data_dir=tmp_path / "elsewhere")
+    assert gold.manifest_is_stale(project, moved), "parsed with other --vars: a run would parse in full"
+
+
+def test_sources_are_the_spark_silver_assets(gold_assets: AssetsDefinition) -> None:
+    deps = {dep.asset_key for spec in gold_assets.specs for dep in spec.deps}
+    silver = {AssetKey(["silver", table]) for table in RAW_TABLES}
+    assert silver <= deps
+    for table in RAW_TABLES:
+        [spec] = [s for s in gold_assets.specs if s.key == AssetKey(f"stg_{table}")]
+        assert {d.asset_key for d in spec.deps} == {AssetKey(["silver", table])}
+
+
+def test_models_are_gold_assets_with_owner_kinds_and_pool(gold_assets: AssetsDefinition) -> None:
+    keys = {spec.key.to_user_string() for spec in gold_assets.specs}
+    assert MARTS | STAR | {f"stg_{t}" for t in RAW_TABLES} | {"int_watch_sessions_enriched"} == keys
+    for spec in gold_assets.specs:
+        assert spec.group_name == "gold"
+        assert spec.owners == ["team:analytics"]
+        assert spec.kinds == {"dbt", "duckdb"}
+    assert gold_assets.op.pool == "duckdb_batch"
+
+
+def test_marts_and_only_marts_have_an_hourly_freshness_deadline(gold_assets: AssetsDefinition) -> None:
+    fresh = {}
+    for spec in gold_assets.specs:
+        if spec.freshness_policy is not None:
+            fresh[spec.key.to_user_string()] = spec.freshness_policy
+    assert set(fresh) == MARTS
+    for policy in fresh.values():
+        assert isinstance(policy, CronFreshnessPolicy)
+        assert policy.deadline_cron == "0 * * * *"
+        assert policy.lower_bound_delta.total_seconds() == 3600
+
+
+def test_every_dbt_test_is_an_asset_check_and_every_mart_has_a_singular_one(
+    gold_assets: AssetsDefinition,
+) -> None:
+    import json
+
+    manifest = json.loads(gold.build_dbt_project(Settings()).manifest_path.read_text())
+    tests = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "test"}
+    checks = {key.name: key.asset_key.to_user_string() for key in gold_assets.check_keys}
+    assert set(checks) == tests
+    singular = {asset for name, asset in checks.items() if name.startswith("assert_")}
+    assert singular >= MARTS
+
+
+def test_the_batch_layer_runs_hourly(defs: Definitions) -> None:
+    [schedule] = [s for s in defs.schedules if s.name == "batch_layer_hourly"]
+    assert schedule.cron_schedule == "0 * * * *"
+    assert schedule.job.name == "batch_layer"
+
+
+def test_dbt_vars_point_at_the_bucket_and_the_build_file(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, bucket_url=str(tmp_path / "b"), duckdb_dir=tmp_path / "wh")
+    values = gold.dbt_vars(settings)
+    assert values["silver_root"] == str(tmp_path / "b" / "silver")
+    assert values["duckdb_path"] == str(tmp_path / "wh" / "batch_build.duckdb")
