@@ -22,6 +22,8 @@ from netflix_assets.settings import Settings
 from netflix_assets.warehouse import WarehouseLayout, connect_serving
 from tests.reference_marts import compute_reference, mart_differences, write_silver_parquet
 
+pytestmark = pytest.mark.slow  # real dbt builds through Dagster (about a minute)
+
 
 def build_gold(settings: Settings):
     [assets] = [a for a in gold.definitions(settings).assets if isinstance(a, AssetsDefinition)]

@@ -67,10 +67,9 @@ def _sensor_result(settings: Settings, instance: DagsterInstance) -> Any:
     defs = _definitions(settings)
     sensor_def = defs.get_sensor_def("speed_stream_sensor")
     resources = build_resources(settings)
-    context = build_sensor_context(
-        instance=instance, resources={k: resources[k] for k in ("kafka", "bucket", "warehouse")}
-    )
-    return sensor_def(context)
+    wanted = {k: resources[k] for k in ("kafka", "bucket", "warehouse")}
+    with build_sensor_context(instance=instance, resources=wanted) as context:
+        return sensor_def(context)
 
 
 def test_stream_materializes_every_micro_batch_and_the_sensor_follows_the_lag(

@@ -34,7 +34,7 @@ from netflix_assets.resources import BucketResource, DataQualityResource
 from netflix_assets.settings import Settings
 from netflix_assets.silver.contract import CONTRACTS, TABLE_ORDER, TableContract
 from netflix_assets.silver.job import SilverJob, TableResult
-from netflix_assets.silver.reader import RawFileError
+from netflix_assets.silver.reader import SilverInputError
 from netflix_assets.silver.verify import (
     QUARANTINE_SHARE,
     REFERENTIAL_INTEGRITY,
@@ -171,7 +171,7 @@ def silver_tables(
     problems: list[str] = []
     for table, outcome in job.run(selected, work=build):
         if isinstance(outcome, Exception):
-            if not isinstance(outcome, (RawFileError, _NotBuilt)):
+            if not isinstance(outcome, (SilverInputError, _NotBuilt)):
                 raise outcome
             context.log.error(str(outcome))
             problems.append(str(outcome))

@@ -8,6 +8,6 @@ parsing as Spark SQL, no Python UDFs), ``rules`` (row rules 1-9 and value rules)
 """
 
 from netflix_assets.silver.job import SilverJob, TableResult
-from netflix_assets.silver.reader import RawFileError
+from netflix_assets.silver.reader import SilverInputError
 
-__all__ = ["RawFileError", "SilverJob", "TableResult"]
+__all__ = ["SilverInputError", "SilverJob", "TableResult"]

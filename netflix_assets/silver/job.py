@@ -7,9 +7,11 @@ session serves all six tables: starting Spark costs ~5 s, a large share of the s
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,16 +22,17 @@ from pyspark.sql import functions as F
 from netflix_assets.bucket import Bucket
 from netflix_assets.silver.contract import CONTRACTS, DIMENSIONS, TABLE_ORDER, TableContract
 from netflix_assets.silver.outputs import written_tables
-from netflix_assets.silver.reader import RawFileError, check_header, parse_lines, read_numbered_lines
+from netflix_assets.silver.reader import SilverInputError, check_header, parse_lines, read_numbered_lines
 from netflix_assets.silver.rules import classify, quarantine_rows, silver_rows
 from netflix_assets.silver.writer import write_parquet
 
 PREVIEW_ROWS = 5
 DEFAULT_WORKERS = 2
 R = TypeVar("R")
-# Written Parquet timestamps as plain int64 micros (not Spark's legacy INT96) so DuckDB and BigQuery
-# read created_at as TIMESTAMP without a conversion.
+PROGRESS_EVERY_SECONDS = 30.0
 SESSION_CONF = {
+    # Parquet timestamps as plain int64 micros (not Spark's legacy INT96): DuckDB and BigQuery read
+    # created_at as TIMESTAMP without a conversion.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     # The classification is cached once and read twice; compressing the cache cost ~10% of the job's CPU
     # (dictionary / run-length statistics per column) for a cache that lives a few seconds.
@@ -106,10 +109,13 @@ class SilverJob:
     def run_table(self, table: str) -> TableResult:
         """Classify one raw file and write its Silver and quarantine; counts are read back from the output."""
         contract = CONTRACTS[table]
-        started = time.perf_counter()
-        raw_uri = self.bucket.uri(contract.raw_key)
         check_header(self.bucket, contract)
         references = {ref.column: self.silver_keys(ref.table) for ref in contract.references}
+        with _progress(self.spark, table, self.log):
+            return self._build(contract, references)
+
+    def _build(self, contract: TableContract, references: dict[str, DataFrame]) -> TableResult:
+        table, raw_uri = contract.name, self.bucket.uri(contract.raw_key)
         phases = _Stopwatch()
         lines = read_numbered_lines(self.spark, raw_uri)
         phases.lap("number_lines")
@@ -141,7 +147,7 @@ class SilverJob:
             raw_uri=raw_uri,
             silver_uri=self.bucket.uri(contract.silver_key),
             quarantine_uri=self.bucket.uri(contract.quarantine_key),
-            seconds=time.perf_counter() - started,
+            seconds=phases.total,
             phases=phases.laps,
             silver_schema=[(f.name, f.dataType.simpleString()) for f in silver.schema.fields],
             preview=preview,
@@ -160,7 +166,7 @@ class SilverJob:
         """
         contract: TableContract = CONTRACTS[table]
         if not self.bucket.exists(contract.silver_key):
-            raise RawFileError(
+            raise SilverInputError(
                 f"{self.bucket.uri(contract.silver_key)} does not exist: Silver {table} must be built "
                 "before the tables that reference it"
             )
@@ -170,9 +176,50 @@ class SilverJob:
 class _Stopwatch:
     def __init__(self) -> None:
         self.laps: dict[str, float] = {}
-        self._last = time.perf_counter()
+        self._started = self._last = time.perf_counter()
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self._started
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self.laps[name] = round(now - self._last, 3)
         self._last = now
+
+
+@contextmanager
+def _progress(spark: SparkSession, table: str, log: Any) -> Iterator[None]:
+    """Tag this thread's Spark jobs with the table and log their task progress while they run.
+
+    A scale-100 table runs for minutes; without this the log would be silent between "applying the
+    rules" and the result.
+    """
+    group = f"silver-{table}"
+    context = spark.sparkContext
+    context.setJobGroup(group, f"Silver {table}")
+    done = threading.Event()
+
+    def report() -> None:
+        started = time.perf_counter()
+        while not done.wait(PROGRESS_EVERY_SECONDS):
+            tracker = context.statusTracker()
+            stages = []
+            for job_id in tracker.getJobIdsForGroup(group):
+                job = tracker.getJobInfo(job_id)
+                for stage_id in job.stageIds if job and job.status == "RUNNING" else []:
+                    stage = tracker.getStageInfo(stage_id)
+                    if stage and stage.numActiveTasks:
+                        stages.append(f"stage {stage_id}: {stage.numCompletedTasks}/{stage.numTasks} tasks")
+            log.info(
+                f"silver {table}: still running after {time.perf_counter() - started:.0f} s"
+                + (f" ({'; '.join(stages)})" if stages else "")
+            )
+
+    reporter = threading.Thread(target=report, name=f"silver-progress-{table}", daemon=True)
+    reporter.start()
+    try:
+        yield
+    finally:
+        done.set()
+        context.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]

@@ -38,24 +38,27 @@ CSV_OPTIONS = {
 }
 
 
-class RawFileError(ValueError):
-    """A raw file Silver cannot read at all (missing, empty, wrong header); the message names the file."""
+class SilverInputError(ValueError):
+    """An input Silver cannot use at all (raw file missing, empty or with a wrong header; a dimension's
+    Silver missing); the message names the file and the problem, for the asset's failure."""
 
 
 def check_header(bucket: Bucket, contract: TableContract) -> None:
     """Fail before Spark touches the file when its header is not exactly the contract's."""
     uri = bucket.uri(contract.raw_key)
     if not bucket.exists(contract.raw_key):
-        raise RawFileError(f"{uri} does not exist: materialize ['raw', '{contract.name}'] first")
+        raise SilverInputError(f"{uri} does not exist: materialize ['raw', '{contract.name}'] first")
     with bucket.open(contract.raw_key, "rb") as handle:
         first = handle.readline(_HEAD_BYTES)
     if not first:
-        raise RawFileError(f"{uri} is empty (0 bytes): expected a header line with {list(contract.columns)}")
+        raise SilverInputError(
+            f"{uri} is empty (0 bytes): expected a header line with {list(contract.columns)}"
+        )
     text = first.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
     found = [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
     problems = header_problems(found, contract.columns)
     if problems:
-        raise RawFileError(f"{uri}: header does not match the contract: " + "; ".join(problems))
+        raise SilverInputError(f"{uri}: header does not match the contract: " + "; ".join(problems))
 
 
 @dataclass

@@ -1,0 +1,257 @@
+"""The rules of docs/data-quality.md on hand-written rows, one behaviour per test, straight through SilverJob.
+
+Each test writes a few lines whose fate the documentation decides (a token that is a boolean, a duplicate
+that must lose, a line that is not UTF-8) and reads back what Spark wrote. One Spark session serves the
+module; each test gets its own bucket.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from pyspark.sql import SparkSession
+
+from netflix_assets.bucket import Bucket
+from netflix_assets.raw_schema import RAW_COLUMNS, raw_key
+from netflix_assets.silver.contract import CONTRACTS
+from netflix_assets.silver.job import SilverJob
+from tests.spark_fixtures import (  # noqa: F401  (the module's `spark` fixture)
+    csv_text,
+    silver_test_settings,
+    spark_session_fixture,
+    valid_row,
+    write_dimensions,
+    write_raw,
+)
+
+Built = Callable[[str], tuple[pd.DataFrame, pd.DataFrame]]
+
+
+@pytest.fixture
+def bucket(tmp_path: Path) -> Bucket:
+    bucket = Bucket.from_settings(silver_test_settings(tmp_path))
+    write_dimensions(bucket)
+    return bucket
+
+
+@pytest.fixture
+def build(spark: SparkSession, bucket: Bucket) -> Built:
+    """Run Silver for a table and the dimensions it references (the orphan rules read their Silver)."""
+
+    def run(table: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        job = SilverJob(spark, bucket)
+        for _, outcome in job.run([table, *(ref.table for ref in CONTRACTS[table].references)]):
+            if isinstance(outcome, Exception):
+                raise outcome
+        silver = pd.read_parquet(bucket.uri(f"silver/{table}")).sort_values("_source_line")
+        quarantine = pd.read_parquet(bucket.uri(f"quarantine/{table}")).sort_values("line_number")
+        return silver.reset_index(drop=True), quarantine.reset_index(drop=True)
+
+    return run
+
+
+def reasons(quarantine: pd.DataFrame) -> list[tuple[int, str]]:
+    return list(zip(quarantine["line_number"].tolist(), quarantine["reason"].tolist(), strict=True))
+
+
+def test_booleans_accept_the_documented_tokens_only(bucket: Bucket, build: Built) -> None:
+    tokens = ["true", "FALSE", "t", "F", "yes", "No", "y", "N", "1", "0", " True ", "maybe", "2"]
+    write_raw(bucket, "search_logs", [valid_row("search_logs", i, had_typo=t) for i, t in enumerate(tokens)])
+    silver, quarantine = build("search_logs")
+    truthy = {"true", "t", "yes", "y", "1"}
+    expected = [t.strip().lower() in truthy for t in tokens[:-2]]
+    assert silver["had_typo"].tolist() == expected
+    assert reasons(quarantine) == [(13, "invalid_had_typo"), (14, "invalid_had_typo")]
+
+
+def test_numbers_are_plain_decimals_and_ints_allow_a_zero_fraction(bucket: Bucket, build: Built) -> None:
+    durations = ["12", "-0", "+3.5", ".5", "7.", "NaN", "inf", "1e3", "1,000", "0x10"]
+    ratings = ["4.0", "4.5"]
+    rows = [valid_row("watch_history", i, watch_duration_minutes=d) for i, d in enumerate(durations)]
+    rows += [valid_row("watch_history", 100 + i, user_rating=r) for i, r in enumerate(ratings)]
+    write_raw(bucket, "watch_history", rows)
+    silver, quarantine = build("watch_history")
+    assert silver["watch_duration_minutes"].tolist()[:5] == [12.0, 0.0, 3.5, 0.5, 7.0]
+    assert silver["user_rating"].tolist()[-1] == 4  # "4.0" is an integer as pandas writes nullable ints
+    invalid = [(line, "invalid_watch_duration_minutes") for line in range(7, 12)] + [
+        (13, "invalid_user_rating")
+    ]
+    assert reasons(quarantine) == invalid
+
+
+def test_dates_and_timestamps(bucket: Bucket, build: Built) -> None:
+    starts = [
+        "2024-02-29",
+        "2024-02-29 23:59:59",
+        "2024-02-30",
+        "2024-2-3",
+        "29/02/2024",
+        "2024-02-29T10:00:00",
+    ]
+    created = "2024-05-06 07:08:09"
+    write_raw(
+        bucket,
+        "users",
+        [
+            valid_row("users", i, subscription_start_date=s, created_at=created)
+            for i, s in enumerate(starts, 1)
+        ],
+    )
+    silver, quarantine = build("users")
+    assert silver["subscription_start_date"].tolist() == [dt.date(2024, 2, 29)] * 2
+    assert silver["created_at"].tolist() == [pd.Timestamp(created)] * 2
+    assert reasons(quarantine) == [(line, "invalid_subscription_start_date") for line in (4, 5, 6, 7)]
+
+
+def test_enumerations_take_the_domain_spelling(bucket: Bucket, build: Built) -> None:
+    values = [("smart tv", " usa "), ("Martian Rover", "canada"), ("MOBILE", "USA")]
+    rows = [
+        valid_row("watch_history", i, device_type=device, quality="ultra hd", location_country=country)
+        for i, (device, country) in enumerate(values)
+    ]
+    write_raw(bucket, "watch_history", rows)
+    silver, _ = build("watch_history")
+    assert silver["device_type"].tolist() == ["Smart TV", "Martian Rover", "Mobile"]
+    assert silver["location_country"].tolist() == ["USA", "Canada", "USA"]
+    assert set(silver["quality"]) == {"Ultra HD"}
+
+
+def test_age_spend_and_rating_value_rules(bucket: Bucket, build: Built) -> None:
+    ages = ["4", "5", "110", "111", "", "-3"]
+    spends = ["-1", "0", "1000", "1000.01", "", "15.5"]
+    rows = [
+        valid_row("users", i, age=a, monthly_spend=s)
+        for i, (a, s) in enumerate(zip(ages, spends, strict=True), 1)
+    ]
+    write_raw(bucket, "users", rows)
+    reviews = [valid_row("reviews", i, rating=r) for i, r in enumerate(["0", "1", "5", "6", ""], 1)]
+    write_raw(bucket, "reviews", reviews)
+    users, _ = build("users")
+    assert users["age"].tolist()[1:3] == [5, 110]
+    assert users["age"].isna().tolist() == [True, False, False, True, True, True]
+    assert users["age_flagged"].tolist() == [True, False, False, True, False, True]
+    assert users["monthly_spend_flagged"].tolist() == [True, False, False, True, False, False]
+    assert users["monthly_spend"].tolist()[0] == -1.0  # flagged, not removed
+    review_rows, _ = build("reviews")
+    assert review_rows["rating"].astype("Int64").tolist() == [pd.NA, 1, 5, pd.NA, pd.NA]
+
+
+def test_values_are_trimmed_and_empty_is_null(bucket: Bucket, build: Built) -> None:
+    write_raw(
+        bucket, "search_logs", [valid_row("search_logs", 1, search_query="  two words  ", device_type="   ")]
+    )
+    silver, _ = build("search_logs")
+    assert silver["search_query"].tolist() == ["two words"]
+    assert silver["device_type"].isna().all()
+
+
+def test_quoted_fields_crlf_and_broken_lines(bucket: Bucket, build: Built) -> None:
+    good = csv_text([valid_row("reviews", 1, review_text='Long, "quoted" text')], RAW_COLUMNS["reviews"])
+    header, line = good.rstrip("\n").split("\n")
+    second = csv_text([valid_row("reviews", 2)], RAW_COLUMNS["reviews"]).rstrip("\n").split("\n")[1]
+    broken = [
+        line.replace("R1,", "R3,", 1) + ",extra",  # one field too many
+        'R4,U1,M1,4,2024-03-01,"unclosed,True,3,3,text,sentiment,0.5',  # quote never closed
+        "",  # blank line
+    ]
+    text = "\r\n".join([header, line, second, *broken, second.replace("R2,", "R5,", 1)]) + "\r\n"
+    bucket.write_bytes(raw_key("reviews"), text.encode())
+    silver, quarantine = build("reviews")
+    assert silver["review_text"].tolist()[0] == 'Long, "quoted" text'
+    assert silver["review_id"].tolist() == ["R1", "R2", "R5"]
+    assert silver["_source_line"].tolist() == [2, 3, 7]
+    assert reasons(quarantine) == [(4, "malformed_row"), (5, "malformed_row"), (6, "malformed_row")]
+    assert quarantine["raw_line"].tolist()[2] == ""
+
+
+def test_first_failing_field_in_column_order_names_the_reason(bucket: Bucket, build: Built) -> None:
+    rows = [
+        valid_row("watch_history", 1, user_id="", watch_date=""),  # two missing: user_id comes first
+        valid_row("watch_history", 2, watch_date="soon", is_download="perhaps"),  # two invalid
+        valid_row("watch_history", 3, session_id="", progress_percentage="x"),  # missing beats invalid
+        valid_row("watch_history", 4, watch_duration_minutes="1441"),
+        valid_row("watch_history", 5, progress_percentage="100.5"),
+        valid_row("watch_history", 6, user_id="U404"),
+        valid_row("watch_history", 7, user_id="U404", movie_id="M404"),  # orphan_user before orphan_movie
+        valid_row("watch_history", 8, movie_id="M404"),
+    ]
+    write_raw(bucket, "watch_history", rows)
+    _, quarantine = build("watch_history")
+    assert reasons(quarantine) == [
+        (2, "missing_user_id"),
+        (3, "invalid_watch_date"),
+        (4, "missing_session_id"),
+        (5, "watch_duration_out_of_range"),
+        (6, "progress_out_of_range"),
+        (7, "orphan_user"),
+        (8, "orphan_user"),
+        (9, "orphan_movie"),
+    ]
+
+
+def test_duplicates_exact_copies_then_the_fullest_row_per_key(bucket: Bucket, build: Built) -> None:
+    base = valid_row("watch_history", 1)
+    sparse = {**base, "quality": "", "user_rating": ""}
+    other = {**base, "device_type": "Tablet"}  # same key, as full as base, later line
+    rows = [
+        {**sparse},  # line 2: fewer values; loses the key to line 3
+        {**base},  # line 3: survivor (most non-null; earliest among the fullest)
+        {**base, "watch_duration_minutes": " 42.5 "},  # line 4: same after trimming -> exact copy
+        other,  # line 5: duplicate_key (tie on non-null count, later line)
+        {**sparse},  # line 6: exact copy of line 2
+        {**base, "session_id": "S2", "user_id": "U404"},  # line 7: orphan...
+        {**base, "session_id": "S2"},  # line 8: ...so this row is not its duplicate
+    ]
+    write_raw(bucket, "watch_history", rows)
+    silver, quarantine = build("watch_history")
+    assert silver["_source_line"].tolist() == [3, 8]
+    assert reasons(quarantine) == [
+        (2, "duplicate_key"),
+        (4, "duplicate_row"),
+        (5, "duplicate_key"),
+        (6, "duplicate_row"),
+        (7, "orphan_user"),
+    ]
+
+
+def test_a_malformed_line_does_not_make_a_later_good_copy_a_duplicate(bucket: Bucket, build: Built) -> None:
+    """Rule 8 compares with rows that passed rules 1-7: a truncated line's padding never shadows data."""
+    full = valid_row("search_logs", 1, used_filters="", location_country="")
+    text = csv_text([full], RAW_COLUMNS["search_logs"]).rstrip("\n")
+    header, line = text.split("\n")
+    truncated = line.rstrip(",")  # the same values, but with fields missing
+    bucket.write_bytes(raw_key("search_logs"), f"{header}\n{truncated}\n{line}\n".encode())
+    silver, quarantine = build("search_logs")
+    assert reasons(quarantine) == [(2, "malformed_row")]
+    assert silver["_source_line"].tolist() == [3]
+
+
+def test_line_numbers_survive_many_file_splits(spark: SparkSession, bucket: Bucket, build: Built) -> None:
+    """Force dozens of splits of one small file: every line must still carry its position in the file."""
+    rows = [valid_row("recommendation_logs", i) for i in range(1, 2001)]
+    for i in range(0, 2000, 97):  # a quarantined row now and then, at known places
+        rows[i]["recommendation_date"] = "not a date"
+    write_raw(bucket, "recommendation_logs", rows)
+    previous = {
+        k: spark.conf.get(k) for k in ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")
+    }
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "4096")
+    spark.conf.set("spark.sql.files.openCostInBytes", "0")
+    try:
+        splits = spark.read.text(bucket.uri(raw_key("recommendation_logs"))).rdd.getNumPartitions()
+        silver, quarantine = build("recommendation_logs")
+    finally:
+        for key, value in previous.items():
+            spark.conf.set(key, value)
+    assert splits > 20
+    ids = {f"C{i}": i + 1 for i in range(1, 2001)}  # row i is on line i + 1
+    assert all(
+        ids[key] == line
+        for key, line in zip(silver["recommendation_id"], silver["_source_line"], strict=True)
+    )
+    assert quarantine["line_number"].tolist() == [i + 2 for i in range(0, 2000, 97)]
+    assert len(silver) + len(quarantine) == 2000
