@@ -31,3 +31,27 @@ def test_workspace_loads_the_code_location() -> None:
     from netflix_assets import definitions
 
     assert definitions.defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def _ancestors(assets: dict, key: str) -> set[str]:
+    seen: set[str] = set()
+    stack = [key]
+    while stack:
+        for parent in assets[stack.pop()]["deps"]:
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+    return seen
+
+
+def test_lineage_runs_from_raw_files_to_marts_and_realtime_kpis(tmp_path: Path) -> None:
+    assets = describe_graph(Settings(_env_file=None, data_dir=tmp_path))["assets"]
+    for mart in ("monthly_engagement", "cohort_retention", "content_performance", "genre_performance",
+                 "monthly_active_users"):  # fmt: skip
+        assert assets[mart]["group"] == "gold"
+        assert {"raw/watch_history", "silver/watch_history"} <= _ancestors(assets, mart)
+    realtime = _ancestors(assets, "engagement_health_realtime")
+    assert {"netflix_watch_events", "silver/users", "silver/movies", "raw/users", "raw/movies"} <= realtime
+    for name in ("bronze_watch_events", "silver_watch_events", "dead_letter_events", "late_events",
+                 "engagement_health_realtime", "churn_risk_alerts"):  # fmt: skip
+        assert assets[name]["group"] == "speed"
