@@ -23,22 +23,22 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pyarrow as pa
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from netflix_assets.bucket import Bucket
-from streaming.churn import WATERMARK_MINUTES, enrich, user_partials
+from streaming.churn import WATERMARK_MINUTES, enrich, session_rows
 from streaming.dimensions import Dimensions, load_dimensions, silver_signature
 from streaming.realtime_store import BatchRecord, RealtimeStore
 from streaming.sinks import BatchParquetSink, DeadLetterPublisher
-from streaming.validation import EVENT_COLUMNS, parse_messages, with_errors
+from streaming.validation import EVENT_COLUMNS, SCHEMA_VALID, parse_messages, python_errors, reason_code
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,10 @@ class BatchMetrics:
         )
 
 
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else bytes(value).decode("utf-8", errors="replace")
+
+
 def _utc(micros: int | None) -> datetime | None:
     return None if micros is None else datetime.fromtimestamp(micros / 1e6, tz=UTC)
 
@@ -95,28 +99,6 @@ def _utc(micros: int | None) -> datetime | None:
 def _naive(ts: datetime | None) -> datetime | None:
     """DuckDB TIMESTAMP columns hold naive UTC."""
     return None if ts is None else ts.astimezone(UTC).replace(tzinfo=None)
-
-
-@contextmanager
-def interpreted(spark: SparkSession) -> Iterator[None]:
-    """Evaluate expressions without code generation for the jobs planned inside.
-
-    The exact rule expression (one CASE per field and rule, arrays, a lambda) is too large for Spark's
-    Java code generator: every attempt spends seconds compiling and then fails over to interpretation
-    anyway. For the few dead-letter rows, interpreting directly is twice as fast.
-    """
-    keys = ("spark.sql.codegen.wholeStage", "spark.sql.codegen.factoryMode")
-    before = {key: spark.conf.get(key, None) for key in keys}
-    spark.conf.set("spark.sql.codegen.wholeStage", "false")
-    spark.conf.set("spark.sql.codegen.factoryMode", "NO_CODEGEN")
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
 
 
 class _Stopwatch:
@@ -287,8 +269,6 @@ class MicroBatchProcessor:
     def _write_valid(
         self, classified: DataFrame, batch_id: int, rows: int, lap: Callable[[str], None]
     ) -> Any:
-        import pyarrow as pa
-
         if rows == 0:
             return pa.table({})
         valid = classified.where(F.col("status") == "valid").select(
@@ -296,37 +276,64 @@ class MicroBatchProcessor:
         )
         enriched = enrich(valid, self.dims).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            self.silver.write(self._date_hour(enriched, "event_time"), batch_id, rows)
-            lap("silver")
-            partials = user_partials(enriched).withColumn(
-                "window_start", F.col("window_start").cast("timestamp_ntz")
-            )
+            # Hand the sessions to the warehouse first: it builds the cache in parallel; the Silver write
+            # of a small batch is coalesced to one file, and a coalesced job computes in one task.
+            partials = session_rows(enriched)
             table = partials.toArrow()
             lap("aggregate")
+            self.silver.write(self._date_hour(enriched, "event_time"), batch_id, rows)
+            lap("silver")
             return table
         finally:
             enriched.unpersist()
 
     def _write_dead_letters(self, classified: DataFrame, batch_id: int, rows: int) -> dict[str, int]:
-        """Dead letters with their reasons (computed here, for these rows only); returns counts per reason."""
+        """Dead letters, with reasons, to Parquet and the DLQ topic; returns counts per reason.
+
+        The few rejected rows are collected and explained by the shared Python validator: the exact Spark
+        expression is too large for code generation, and one interpreted Spark job costs more than
+        validating a few thousand messages in Python.
+        """
         if rows == 0:
             return {}
-        dead = with_errors(classified.where(F.col("status") == "dead")).select(
-            "partition", "offset", "key", "value", F.col("value").cast("string").alias("value_text"),
-            "timestamp", "reason", "errors", "batch_id",
-        )  # fmt: skip
-        dead = dead.persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            with interpreted(self.spark):
-                dead.count()  # evaluates the (large) exact rule expression once, without code generation
-            self.dead_letter.write(self._date_hour(dead, "timestamp"), batch_id, rows)
-            if self.dlq is not None:
-                rows_out = dead.select("partition", "offset", "key", "value", "reason", "errors").collect()
-                self.dlq.publish(rows_out)
-                return dict(Counter(r["reason"] for r in rows_out))
-            return {r["reason"]: r["count"] for r in dead.groupBy("reason").count().collect()}
-        finally:
-            dead.unpersist()
+        collected = (
+            classified.where(F.col("status") == "dead")
+            .select(
+                "partition", "offset", "key", "value", F.unix_micros("timestamp").alias("ts"), SCHEMA_VALID
+            )
+            .collect()
+        )
+        errors = [python_errors(r["value"], r[SCHEMA_VALID]) for r in collected]
+        reasons = [reason_code(e[0]) for e in errors]
+        table = pa.table(
+            {
+                "partition": pa.array([r["partition"] for r in collected], pa.int32()),
+                "offset": pa.array([r["offset"] for r in collected], pa.int64()),
+                "key": pa.array([r["key"] for r in collected], pa.binary()),
+                "value": pa.array([r["value"] for r in collected], pa.binary()),
+                "value_text": pa.array([_text(r["value"]) for r in collected], pa.string()),
+                "timestamp": pa.array([r["ts"] for r in collected], pa.timestamp("us", tz="UTC")),
+                "reason": pa.array(reasons, pa.string()),
+                "errors": pa.array(errors, pa.list_(pa.string())),
+                "batch_id": pa.array([batch_id] * len(collected), pa.int64()),
+            }
+        )
+        self.dead_letter.write_arrow(table, batch_id, "timestamp")
+        if self.dlq is not None:
+            self.dlq.publish(
+                [
+                    {
+                        "partition": r["partition"],
+                        "offset": r["offset"],
+                        "key": r["key"],
+                        "value": r["value"],
+                        "reason": reason,
+                        "errors": error,
+                    }
+                    for r, reason, error in zip(collected, reasons, errors, strict=True)
+                ]
+            )
+        return dict(Counter(reasons))
 
     def _write_late(
         self, classified: DataFrame, batch_id: int, rows: int, watermark: datetime | None

@@ -5,7 +5,8 @@ and records the batch id in ``stream_batches``. Spark replays a micro-batch whos
 record (a crash, SIGKILL, a stop mid-batch) with the same id and offsets; the ledger makes the replay a
 no-op if the first attempt committed, and the transaction makes a half-applied batch impossible.
 
-Per-window state is additive (sums, counts) except distinct users, which are kept as a set per window
+The batch's sessions are first summed per (window, segment, user) (``PARTIALS_SQL``). Per-window
+state is additive (sums, counts) except distinct users, which are kept as a set per window
 and segment so ``unique_users`` is a real distinct count, not a sum of per-batch distinct counts. State is
 only kept for windows still open (their end is after the watermark: later events for them are late and
 go to the late sink), so it stays bounded by about 15 minutes of events. The published tables keep
@@ -86,6 +87,23 @@ CREATE TABLE IF NOT EXISTS churn_risk_alerts (
 """
 
 
+PARTIALS_SQL = f"""
+CREATE OR REPLACE TEMP TABLE batch_partials AS
+SELECT window_start, segment_id, {_KEYS}, user_id,
+       count(*) AS sessions, sum(coalesce(watch_duration_minutes, 0)) AS watch_minutes,
+       sum(progress_percentage) AS completion_sum, count(progress_percentage) AS completion_n,
+       sum(imdb_rating) AS content_quality_sum, count(imdb_rating) AS content_quality_n,
+       count(*) FILTER (WHERE low_engagement) AS low_engagement,
+       count(*) FILTER (WHERE abandoned) AS abandoned,
+       count(*) FILTER (WHERE quality_downgrade) AS quality_downgrade,
+       count(*) FILTER (WHERE completed) AS completed,
+       count(*) FILTER (WHERE at_risk) AS at_risk_sessions,
+       max(monthly_spend) AS monthly_spend
+FROM batch_sessions
+GROUP BY window_start, segment_id, {_KEYS}, user_id
+"""
+
+
 @dataclass(frozen=True)
 class BatchRecord:
     """What the ledger keeps about one committed micro-batch."""
@@ -144,8 +162,8 @@ class RealtimeStore:
         return dict(zip(keys, row, strict=True))
 
     # -- the micro-batch transaction ----------------------------------------------------------------
-    def commit_batch(self, record: BatchRecord, partials: pa.Table) -> int:
-        """Merge one batch's per-(window, segment, user) partials and record it, atomically.
+    def commit_batch(self, record: BatchRecord, sessions: pa.Table) -> int:
+        """Merge one batch's sessions (``streaming.churn.SESSION_COLUMNS``) and record it, atomically.
 
         Returns the number of windows recomputed. A batch already in the ledger changes nothing (0).
         """
@@ -156,10 +174,11 @@ class RealtimeStore:
                 con.execute("ROLLBACK")
                 return 0
             windows = 0
-            if partials.num_rows:
-                con.register("batch_partials", partials)
+            if sessions.num_rows:
+                con.register("batch_sessions", sessions)
+                con.execute(PARTIALS_SQL)
+                con.unregister("batch_sessions")
                 windows = self._merge(record.batch_id)
-                con.unregister("batch_partials")
             self._prune(record)
             con.execute(
                 "INSERT INTO stream_batches VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -71,6 +71,34 @@ class BatchParquetSink:
         self.bucket.delete(staging, recursive=True)
         return len(staged)
 
+    def write_arrow(self, table: Any, batch_id: int, timestamp_column: str) -> int:
+        """Write a driver-side Arrow table as batch ``batch_id``, one file per date/hour of
+        ``timestamp_column``, under the same names a replay overwrites (write, then rename)."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        if table.num_rows == 0:
+            return 0
+        when = table.column(timestamp_column)
+        dates = pc.strftime(when, format="%Y-%m-%d").to_pylist()
+        hours = pc.hour(when).to_pylist()
+        groups: dict[tuple[str, int], list[int]] = {}
+        for i, key in enumerate(zip(dates, hours, strict=True)):
+            groups.setdefault(key, []).append(i)
+        prefix = batch_prefix(batch_id)
+        for (date, hour), rows in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1] or -1)):
+            directory = self.bucket.path(
+                f"{self.key}/date={date or '__HIVE_DEFAULT_PARTITION__'}/hour={'' if hour is None else hour}"
+            )
+            self._remove_batch_files(directory, prefix)
+            self.bucket.fs.makedirs(directory, exist_ok=True)
+            target = posixpath.join(directory, f"{prefix}driver.parquet")
+            tmp = posixpath.join(directory, f".{prefix}driver.parquet.tmp")
+            with self.bucket.fs.open(tmp, "wb") as handle:
+                pq.write_table(table.take(rows), handle)
+            self.bucket.fs.mv(tmp, target)
+        return len(groups)
+
     def _remove_batch_files(self, directory: str, prefix: str) -> None:
         fs = self.bucket.fs
         if not fs.exists(directory):

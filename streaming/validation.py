@@ -93,6 +93,18 @@ def _in_future() -> Column:
     return F.col("event_time") > F.col("timestamp") + F.expr(f"INTERVAL {FUTURE_TOLERANCE_S} SECONDS")
 
 
+def python_errors(value: bytes | None, schema_valid: bool) -> list[str]:
+    """The errors of one rejected message, by the producer's own Python validator (same rules, same
+    texts as the Spark expression; tests keep them equal). ``schema_valid`` rows were rejected by the
+    stream's future-time rule."""
+    errors = events.validate_message(value or b"")
+    if errors:
+        return errors
+    if schema_valid:
+        return [EVENT_IN_FUTURE]
+    return ["event: rejected by the Spark rules but accepted by the Python validator (report this)"]
+
+
 def with_errors(parsed: DataFrame) -> DataFrame:
     """Adds ``errors`` (array, exact messages of the shared validator) and ``reason`` (code of the first).
 
@@ -181,12 +193,33 @@ def fast_valid_sql(variant_col: str = "v") -> str:
     """
     v = variant_col
     version = f"{FIELDS_COLUMN}.{events.VERSION_FIELD}"
-    per_version = " ".join(
-        f"WHEN {n} THEN NOT ({' OR '.join(_field_bad_sql(spec, v) for spec in events.field_specs(n))})"
-        for n in events.SUPPORTED_VERSIONS
-    )
+    number = f"try_variant_get({version}, '$', 'bigint')"
     integer = f"schema_of_variant({version}) IN ('TINYINT', 'SMALLINT', 'INT', 'BIGINT')"
+    supported = ", ".join(map(str, events.SUPPORTED_VERSIONS))
     return (
-        f"coalesce({FIELDS_COLUMN} IS NOT NULL AND {version} IS NOT NULL AND {integer} AND "
-        f"CASE try_variant_get({version}, '$', 'bigint') {per_version} ELSE false END, false)"
+        f"coalesce({FIELDS_COLUMN} IS NOT NULL AND {version} IS NOT NULL AND {integer} "
+        f"AND {number} IN ({supported}) AND NOT ({' OR '.join(_bad_in_any_version(v, number))}), false)"
     )
+
+
+def _bad_in_any_version(v: str, version_number: str) -> list[str]:
+    """One condition per field of any version. A field whose rules are the same in every version that has
+    it is checked once (guarded by those versions) instead of once per version: v1 and v2 share all but
+    one field, so this halves the expression, and the JVM only compiles methods below a size limit."""
+    by_path: dict[str, list[tuple[int, events.FieldSpec]]] = {}
+    for n in events.SUPPORTED_VERSIONS:
+        for spec in events.field_specs(n):
+            by_path.setdefault(spec.path, []).append((n, spec))
+    conditions = []
+    for entries in by_path.values():
+        versions = [n for n, _ in entries]
+        if all(spec == entries[0][1] for _, spec in entries):
+            bad = _field_bad_sql(entries[0][1], v)
+            if len(versions) == len(events.SUPPORTED_VERSIONS):
+                conditions.append(bad)
+            else:
+                conditions.append(f"({version_number} IN ({', '.join(map(str, versions))}) AND {bad})")
+        else:
+            branches = " ".join(f"WHEN {n} THEN {_field_bad_sql(spec, v)}" for n, spec in entries)
+            conditions.append(f"CASE {version_number} {branches} ELSE false END")
+    return conditions

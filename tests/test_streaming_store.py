@@ -1,7 +1,7 @@
 """The realtime warehouse sink on its own (DuckDB only): replays are no-ops, distinct users stay distinct.
 
-Random sessions are split into micro-batches of per-(window, segment, user) partial sums, the way the
-stream hands them over; the expected windows are computed in plain Python from the sessions themselves.
+Random sessions are split into micro-batches the way the stream hands them over; the expected windows
+are computed in plain Python from the sessions themselves.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from netflix_assets.settings import Settings
 from netflix_assets.warehouse import WarehouseLayout, connect_serving
-from streaming.churn import SEGMENT_KEYS
+from streaming.churn import SEGMENT_KEYS, SESSION_COLUMNS
 from streaming.realtime_store import BatchRecord, RealtimeStore, running_owner
 
 T0 = datetime(2026, 1, 5, 12, 0)
@@ -50,26 +50,28 @@ def sessions(seed: int, n: int) -> list[dict[str, Any]]:
     return out
 
 
-def partials(batch: list[dict[str, Any]]) -> pa.Table:
-    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
-    for s in batch:
-        groups[(s["window_start"], s["segment"], s["user_id"])].append(s)
-    rows = []
-    for (window, segment, user), items in groups.items():
-        progress = [i["progress"] for i in items if i["progress"] is not None]
-        imdb = [i["imdb"] for i in items if i["imdb"] is not None]
-        row = {"window_start": window, "segment_id": segment + 100, **dict(zip(SEGMENT_KEYS, SEGMENTS[segment], strict=True))}
-        row.update(
-            user_id=user, sessions=len(items), watch_minutes=sum(i["minutes"] for i in items),
-            completion_sum=sum(progress) if progress else None, completion_n=len(progress),
-            content_quality_sum=sum(imdb) if imdb else None, content_quality_n=len(imdb),
-            low_engagement=sum(i["low"] for i in items), abandoned=sum(i["abandoned"] for i in items),
-            quality_downgrade=sum(i["downgrade"] for i in items), completed=sum(i["completed"] for i in items),
-            at_risk_sessions=sum(i["low"] or i["abandoned"] or i["downgrade"] for i in items),
-            monthly_spend=items[0]["spend"],
-        )  # fmt: skip
-        rows.append(row)
-    return pa.Table.from_pylist(rows)
+def session_table(batch: list[dict[str, Any]]) -> pa.Table:
+    """The batch as the stream hands it to the sink: one row per session (``SESSION_COLUMNS``)."""
+    rows = [
+        {
+            "window_start": s["window_start"], "segment_id": s["segment"] + 100,
+            **dict(zip(SEGMENT_KEYS, SEGMENTS[s["segment"]], strict=True)),
+            "user_id": s["user_id"], "watch_duration_minutes": s["minutes"], "progress_percentage": s["progress"],
+            "imdb_rating": s["imdb"], "low_engagement": s["low"], "abandoned": s["abandoned"],
+            "quality_downgrade": s["downgrade"], "completed": s["completed"],
+            "at_risk": s["low"] or s["abandoned"] or s["downgrade"], "monthly_spend": s["spend"],
+        }
+        for s in batch
+    ]  # fmt: skip
+    schema = pa.schema(
+        [("window_start", pa.timestamp("us")), ("segment_id", pa.int64()),
+         *[(k, pa.bool_() if k == "is_netflix_original" else pa.string()) for k in SEGMENT_KEYS],
+         ("user_id", pa.string()), ("watch_duration_minutes", pa.float64()), ("progress_percentage", pa.float64()),
+         ("imdb_rating", pa.float64()), *[(f, pa.bool_()) for f in ("low_engagement", "abandoned",
+         "quality_downgrade", "completed", "at_risk")], ("monthly_spend", pa.float64())]
+    )  # fmt: skip
+    assert schema.names == list(SESSION_COLUMNS)
+    return pa.Table.from_pylist(rows, schema=schema)
 
 
 def record(batch_id: int, rows: int, max_event: datetime, watermark: datetime | None = None) -> BatchRecord:
@@ -101,7 +103,13 @@ def actual(store: RealtimeStore) -> dict[tuple, dict[str, Any]]:
         f"SELECT window_start, {', '.join(SEGMENT_KEYS)}, total_sessions, unique_users, low_engagement_count, "
         "round(revenue_impact, 6), round(avg_subscriber_value, 6) FROM engagement_health_realtime"
     ).fetchall()
-    names = ("total_sessions", "unique_users", "low_engagement_count", "revenue_impact", "avg_subscriber_value")
+    names = (
+        "total_sessions",
+        "unique_users",
+        "low_engagement_count",
+        "revenue_impact",
+        "avg_subscriber_value",
+    )
     return {tuple(r[:7]): dict(zip(names, r[7:], strict=True)) for r in rows}
 
 
@@ -113,9 +121,9 @@ def test_replayed_batches_change_nothing_and_distinct_users_are_not_summed(tmp_p
         assert running_owner(layout) is not None  # the sensor sees a live stream owns the warehouse
         first, second = sessions(1, 300), sessions(2, 250)
         end = T0 + timedelta(minutes=15)
-        assert store.commit_batch(record(0, len(first), end), partials(first)) == 3
+        assert store.commit_batch(record(0, len(first), end), session_table(first)) == 3
         assert actual(store) == expected(first)
-        assert store.commit_batch(record(1, len(second), end), partials(second)) == 3
+        assert store.commit_batch(record(1, len(second), end), session_table(second)) == 3
         merged = expected(first + second)
         assert actual(store) == merged
         # Sessions of a user spread over both batches count once in unique_users.
@@ -123,18 +131,20 @@ def test_replayed_batches_change_nothing_and_distinct_users_are_not_summed(tmp_p
                    + expected(second).get(k, {}).get("unique_users", 0) for k, v in merged.items())  # fmt: skip
 
         # Spark replays batch 1 after a crash: the ledger makes it a no-op.
-        assert store.commit_batch(record(1, len(second), end), partials(second)) == 0
+        assert store.commit_batch(record(1, len(second), end), session_table(second)) == 0
         assert actual(store) == merged
         assert store.counts()["batches"] == 2 and store.counts()["rows_in"] == len(first) + len(second)
 
         # A watermark past the first window drops its per-user state, never its published row.
-        store.commit_batch(record(2, 0, end, watermark=T0 + timedelta(minutes=5)), partials([]))
+        store.commit_batch(record(2, 0, end, watermark=T0 + timedelta(minutes=5)), session_table([]))
         open_windows = store.con.execute("SELECT DISTINCT window_start FROM segment_window_users").fetchall()
         assert (T0,) not in open_windows and actual(store) == merged
 
         store.publish()
         served = connect_serving(settings)
-        total = served.execute("SELECT sum(total_sessions) FROM realtime.engagement_health_realtime").fetchall()
+        total = served.execute(
+            "SELECT sum(total_sessions) FROM realtime.engagement_health_realtime"
+        ).fetchall()
         assert total == [(len(first) + len(second),)]
         assert served.execute("SELECT count(*) FROM realtime.stream_batches").fetchall() == [(3,)]
     finally:

@@ -23,7 +23,13 @@ from netflix_assets.bucket import Bucket
 from netflix_assets.silver.contract import CONTRACTS, DIMENSIONS, TABLE_ORDER, TableContract
 from netflix_assets.silver.outputs import written_tables
 from netflix_assets.silver.reader import SilverInputError, check_header, parse_lines, read_numbered_lines
-from netflix_assets.silver.rules import classify, quarantine_rows, silver_rows
+from netflix_assets.silver.rules import (
+    classify,
+    quarantine_rows,
+    repeated_keys,
+    silver_rows,
+    single_row_rules,
+)
 from netflix_assets.silver.writer import write_parquet
 
 PREVIEW_ROWS = 5
@@ -34,10 +40,9 @@ SESSION_CONF = {
     # Parquet timestamps as plain int64 micros (not Spark's legacy INT96): DuckDB and BigQuery read
     # created_at as TIMESTAMP without a conversion.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-    # The classification is cached once and read twice; compressing the cache cost ~10% of the job's CPU
-    # (dictionary / run-length statistics per column) for a cache that lives a few seconds.
-    "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
+# Repeated keys are broadcast to every task up to this many (~20 bytes each); beyond, Spark shuffles.
+BROADCAST_KEYS_LIMIT = 5_000_000
 
 _log = logging.getLogger(__name__)
 
@@ -120,19 +125,30 @@ class SilverJob:
         lines = read_numbered_lines(self.spark, raw_uri)
         phases.lap("number_lines")
         self.log.info(f"silver {table}: {raw_uri} has {lines.data_rows:,} data rows; applying the rules")
-        classified = classify(parse_lines(lines.frame, contract), contract, references, self.partitions)
-        # Both outputs come from the same classification: keep it rather than shuffle and sort twice.
-        classified = classified.persist(StorageLevel.MEMORY_AND_DISK)
-        silver = silver_rows(classified, contract)
+        # Rules 1-7 once, kept for the two writes; the duplicate rules then only touch repeated keys.
+        checked = single_row_rules(parse_lines(lines.frame, contract), contract, references)
+        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+        repeated = repeated_keys(checked, contract).persist(StorageLevel.MEMORY_AND_DISK)
         try:
+            contested_keys = repeated.count()
+            phases.lap("single_row_rules")
+            classified = classify(
+                checked,
+                repeated if contested_keys else None,
+                contract,
+                self.partitions,
+                broadcast=contested_keys <= BROADCAST_KEYS_LIMIT,
+            )
+            silver = silver_rows(classified, contract)
             write_parquet(silver, self.bucket, contract.silver_key, partition_by=contract.partition_by)
-            phases.lap("classify_and_write_silver")
+            phases.lap("write_silver")
             write_parquet(
                 quarantine_rows(classified, contract), self.bucket, contract.quarantine_key, single_file=True
             )
             phases.lap("write_quarantine")
         finally:
-            classified.unpersist()
+            repeated.unpersist()
+            checked.unpersist()
         with written_tables(self.bucket) as written:
             kept = written.silver_count(contract)
             reasons = written.reasons(contract)

@@ -1,9 +1,10 @@
-"""The row rules (1-9) and value rules of docs/data-quality.md as one Spark plan per table.
+"""The row rules (1-9) and value rules of docs/data-quality.md as Spark plans, in two steps.
 
-The result has one row per data line: ``reason`` null for a Silver row, else the first rule that fired.
-Rules 1-7 look at one row. Rules 8-9 compare rows with the same key, so the plan shuffles once, by the
-key, and sorts once: rows sorted by (key, every raw value, line) make exact copies adjacent (rule 8),
-and the survivor of a key (rule 9) is a max over the key's rows, which needs no other order.
+``single_row_rules`` applies rules 1-7, which look at one row at a time, and is cached by the job.
+Rules 8-9 compare rows sharing a key, but only keys held by two or more rows that passed 1-7 can be
+affected (a few percent of keys). ``repeated_keys`` finds them with a narrow aggregation, and
+``classify`` shuffles and sorts just those rows; every other row keeps its rule 1-7 verdict without
+moving. Shuffling and sorting every wide row by key was the largest cost of the job before.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ RATING_RANGE = (1, 5)
 RATING_COLUMNS = {"watch_history": "user_rating", "reviews": "rating"}
 
 _PRE_REASON = "_pre_reason"  # reason from rules 1-7
-_PASSED = "_passed"
 _RANK = "_rank"  # what decides a key's survivor: bigger wins
 _KEPT_LINE = "_q_line"
 
@@ -68,16 +68,12 @@ def possible_reasons(contract: TableContract) -> list[str]:
     return [*reasons, DUPLICATE_ROW, DUPLICATE_KEY]
 
 
-def classify(
-    parsed_lines: DataFrame,
-    contract: TableContract,
-    references: Mapping[str, DataFrame],
-    partitions: int,
+def single_row_rules(
+    parsed_lines: DataFrame, contract: TableContract, references: Mapping[str, DataFrame]
 ) -> DataFrame:
-    """Every data line with its ``reason``, its Silver columns and its quarantine columns.
+    """Every data line with its cleaned text, typed values and ``_pre_reason`` (rules 1-7, or null).
 
     ``references`` maps a fact column (``user_id``) to a one-column frame of the dimension's Silver keys.
-    Quarantine columns are null on Silver rows, so caching the result costs about one copy of the data.
     """
     columns = contract.columns
     texts = [cleaned(F.col(PARSED)[name]).alias(text_column(i)) for i, name in enumerate(columns)]
@@ -96,16 +92,49 @@ def classify(
         own = F.col(text_column(columns.index(ref.column)))
         rows = rows.join(F.broadcast(known), own == F.col(f"_ref_{ref.column}"), "left")
     pre_reason = _single_row_reason(contract)
-    rows = rows.select(
+    return rows.select(
         SOURCE_LINE,
         *(text_column(i) for i in range(len(columns))),
         *(typed_column(i) for i, name in enumerate(columns) if contract.kind(name) is not Kind.STRING),
         pre_reason.alias(_PRE_REASON),
-        # The raw line only matters for rows rules 1-7 reject (a malformed line's fields mislead); duplicates
-        # parsed cleanly, so dropping it here keeps ~100 bytes a row out of the shuffle.
+        # The raw line only matters for rows rules 1-7 reject (a malformed line's fields mislead);
+        # duplicates parsed cleanly, so the others do not carry it.
         F.when(pre_reason.isNotNull(), F.col(LINE)).alias(_KEPT_LINE),
     )
-    return _outputs(_deduplicate(rows, contract, partitions), contract)
+
+
+def repeated_keys(checked: DataFrame, contract: TableContract) -> DataFrame:
+    """Keys held by two or more rows that passed rules 1-7: the only rows rules 8-9 can reject."""
+    key = _key_column(contract)
+    candidates = checked.where(F.col(_PRE_REASON).isNull())
+    return candidates.groupBy(key).count().where(F.col("count") > 1).select(key)
+
+
+def classify(
+    checked: DataFrame,
+    repeated: DataFrame | None,
+    contract: TableContract,
+    partitions: int,
+    broadcast: bool = True,
+) -> DataFrame:
+    """Every data line with its final ``reason``, its Silver columns and its quarantine columns.
+
+    ``checked`` is ``single_row_rules``' output, ``repeated`` its ``repeated_keys`` (None when there
+    are none). Only candidates with a repeated key go through the shuffle of rules 8-9.
+    """
+    if repeated is None:
+        return _outputs(checked.withColumn(REASON, F.col(_PRE_REASON)), contract)
+    key = _key_column(contract)
+    flags = repeated.select(F.col(key), F.lit(True).alias("_repeated"))
+    flagged = checked.join(F.broadcast(flags) if broadcast else flags, key, "left")
+    contested = F.col(_PRE_REASON).isNull() & F.col("_repeated").isNotNull()
+    settled = flagged.where(~contested).withColumn(REASON, F.col(_PRE_REASON))
+    disputed = _deduplicate(flagged.where(contested), contract, partitions)
+    return _outputs(settled.unionByName(disputed.select(*settled.columns)), contract)
+
+
+def _key_column(contract: TableContract) -> str:
+    return text_column(contract.columns.index(contract.key))
 
 
 def _value(contract: TableContract, name: str) -> Column:
@@ -139,34 +168,25 @@ def _single_row_reason(contract: TableContract) -> Column:
 
 
 def _deduplicate(rows: DataFrame, contract: TableContract, partitions: int) -> DataFrame:
-    """Rules 8 and 9 among the rows that passed 1-7; every other row keeps its earlier reason."""
+    """Rules 8 and 9 among candidates (rows that passed 1-7) sharing a key with another candidate."""
     texts = [F.col(text_column(i)) for i in range(len(contract.columns))]
-    key = texts[contract.columns.index(contract.key)]
+    key = F.col(_key_column(contract))
     # Windows lead with a 64-bit hash of the key: ids share long prefixes ("S0000012..."), which defeats
     # the sorter's 8-byte prefix comparison; a hash prefix almost never ties. The key itself follows, so
     # a hash collision cannot merge two keys.
-    key_hash = F.xxhash64(key).alias("_key_hash")
-    non_null = sum((t.isNotNull().cast("int") for t in texts), F.lit(0))
-    rows = rows.select("*", F.col(_PRE_REASON).isNull().alias(_PASSED), key_hash)
-    rows = rows.repartition(partitions, "_key_hash")
+    rows = rows.select("*", F.xxhash64(key).alias("_key_hash")).repartition(partitions, "_key_hash")
     by_key = [F.col("_key_hash"), key]
-    # Partitioned by key first: the one sort this window asks for also groups each key's rows together.
-    copies = Window.partitionBy(*by_key, F.col(_PASSED), *texts).orderBy(SOURCE_LINE)
-    rows = rows.withColumn("_dup_row", F.col(_PASSED) & (F.row_number().over(copies) > 1))
-    # Survivor: passed 1-8, then most non-null raw values, then lowest line. Lines are unique, so the
-    # max of this struct over the key's rows is exactly one row.
-    rank = F.struct(
-        (F.col(_PASSED) & ~F.col("_dup_row")).alias("candidate"),
-        non_null.alias("filled"),
-        (-F.col(SOURCE_LINE)),
+    # The one sort this window asks for (key, then every value, then line) also groups each key's rows.
+    copies = Window.partitionBy(*by_key, *texts).orderBy(SOURCE_LINE)
+    rows = rows.withColumn("_dup_row", F.row_number().over(copies) > 1)
+    # Survivor: not an exact copy, then most non-null raw values, then lowest line. Lines are unique, so
+    # the max of this struct over the key's rows is exactly one row.
+    non_null = sum((t.isNotNull().cast("int") for t in texts), F.lit(0))
+    rows = rows.withColumn(
+        _RANK, F.struct((~F.col("_dup_row")).alias("unique"), non_null, -F.col(SOURCE_LINE))
     )
-    rows = rows.withColumn(_RANK, rank)
     best = F.max(F.col(_RANK)).over(Window.partitionBy(*by_key))
-    reason = (
-        F.when(~F.col(_PASSED), F.col(_PRE_REASON))
-        .when(F.col("_dup_row"), F.lit(DUPLICATE_ROW))
-        .when(F.col(_RANK) != best, F.lit(DUPLICATE_KEY))
-    )
+    reason = F.when(F.col("_dup_row"), F.lit(DUPLICATE_ROW)).when(F.col(_RANK) != best, F.lit(DUPLICATE_KEY))
     return rows.withColumn(REASON, reason)
 
 
