@@ -86,8 +86,8 @@ class Settings(BaseSettings):
     embedded_broker_max_rss_mb: int = Field(
         2048,
         ge=64,
-        description="Memory cap of the embedded (memory-only) broker: `netflix-lambda broker` restarts it EMPTY "
-        "above this RSS, and the stream reports the restart (see docs/speed-layer.md).",
+        description="Memory cap of the embedded (memory-only) broker: `netflix-lambda broker` restarts "
+        "it EMPTY above this RSS, and the stream reports the restart (see docs/speed-layer.md).",
     )
 
     # -- spark --------------------------------------------------------------------------------------
@@ -132,7 +132,9 @@ class Settings(BaseSettings):
     bigquery_method: Literal["oauth", "service-account"] = Field(
         "oauth", description="dbt-bigquery auth: `oauth` uses ADC; `service-account` uses a keyfile."
     )
-    bigquery_keyfile: str | None = Field(None, description="Service-account keyfile path (method=service-account).")
+    bigquery_keyfile: str | None = Field(
+        None, description="Service-account keyfile path (method=service-account)."
+    )
 
     # -- data quality -------------------------------------------------------------------------------
     quarantine_warn_share: float = Field(
@@ -152,7 +154,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _production_has_no_embedded_fallbacks(self) -> Settings:
-        """In production a forgotten variable must fail at start-up, not silently fall back to a laptop stack."""
+        """A forgotten variable in production must fail at start-up, not fall back to a laptop stack."""
         if self.deployment is Deployment.PRODUCTION:
             missing = []
             if not self.is_gcs:
@@ -186,7 +188,9 @@ class Settings(BaseSettings):
         """librdkafka settings shared by producer, stream and admin clients (secrets included)."""
         servers = bootstrap_servers or self.kafka_bootstrap_servers
         if not servers:
-            raise ValueError("no Kafka bootstrap servers: start the embedded broker or set NETFLIX_KAFKA_BOOTSTRAP_SERVERS")
+            raise ValueError(
+                "no Kafka bootstrap servers: start the embedded broker or set NETFLIX_KAFKA_BOOTSTRAP_SERVERS"
+            )
         conf = {"bootstrap.servers": servers, "security.protocol": self.kafka_security_protocol}
         if self.kafka_sasl_mechanism:
             conf["sasl.mechanism"] = self.kafka_sasl_mechanism

@@ -1,6 +1,6 @@
 """The asset graph as plain data, and the command that re-pins it after a deliberate change.
 
-    .venv/bin/python -m tests.asset_graph_snapshot   # rewrites tests/snapshots/asset_graph.json
+.venv/bin/python -m tests.asset_graph_snapshot   # rewrites tests/snapshots/asset_graph.json
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ def describe_graph(settings: Settings) -> dict[str, Any]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         SNAPSHOT.parent.mkdir(parents=True, exist_ok=True)
-        SNAPSHOT.write_text(json.dumps(describe_graph(Settings(_env_file=None, data_dir=Path(tmp))), indent=2) + "\n")
+        SNAPSHOT.write_text(
+            json.dumps(describe_graph(Settings(_env_file=None, data_dir=Path(tmp))), indent=2) + "\n"
+        )
     print(f"pinned {SNAPSHOT}")
 
 

@@ -68,5 +68,8 @@ def settings(tmp_path: Path) -> Settings:
     """Embedded-default settings rooted in a fresh temp folder, sized for a 2-core test machine."""
     return Settings(
         _env_file=None,
-        data_dir=tmp_path / "data", spark_master="local[2]", spark_shuffle_partitions=4, spark_driver_memory="2g"
+        data_dir=tmp_path / "data",
+        spark_master="local[2]",
+        spark_shuffle_partitions=4,
+        spark_driver_memory="2g",
     )

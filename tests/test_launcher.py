@@ -29,7 +29,9 @@ def _ignore_sigint() -> None:
 def _wait_for_ui(port: int, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"launcher exited early with {proc.returncode}:\n{log.read_text()[-3000:]}"
+        assert proc.poll() is None, (
+            f"launcher exited early with {proc.returncode}:\n{log.read_text()[-3000:]}"
+        )
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
                 if response.status == 200:
@@ -62,7 +64,7 @@ def test_launcher_serves_ui_and_stops_all_children(tmp_path: Path, stop_signal: 
         assert (tmp_path / "data" / "bucket" / "raw" / "users.csv").exists()
         proc.send_signal(stop_signal)
         proc.wait(timeout=60)
-        gone, alive = psutil.wait_procs(descendants, timeout=30)
+        _gone, alive = psutil.wait_procs(descendants, timeout=30)
         assert alive == [], f"still running after stop: {[p.cmdline() for p in alive]}"
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)

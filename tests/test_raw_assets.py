@@ -39,15 +39,14 @@ def test_generated_files_materialize_with_metadata(settings: Settings) -> None:
 
     bucket = Bucket.from_settings(settings)
     generate(bucket, scale=0.02, seed=7)
-    result = materialize(
-        [build_raw_asset(t, None) for t in RAW_TABLES], resources=build_resources(settings)
-    )
+    result = materialize([build_raw_asset(t, None) for t in RAW_TABLES], resources=build_resources(settings))
     assert result.success
     for table in RAW_TABLES:
         key = f"raw/{table}.csv"
         frame = pd.read_csv(bucket.local_path(key), dtype=str, keep_default_na=False)
         (mat,) = [
-            m for m in result.asset_materializations_for_node(f"raw__{table}")
+            m
+            for m in result.asset_materializations_for_node(f"raw__{table}")
             if m.asset_key == AssetKey(["raw", table])
         ]
         meta = mat.metadata
@@ -83,7 +82,7 @@ def test_landing_folder_is_copied_into_the_bucket(settings: Settings, tmp_path: 
 def test_header_mismatch_fails_naming_file_and_columns(settings: Settings, mutate, expected: str) -> None:
     header = mutate(list(RAW_COLUMNS["users"]))
     Bucket.from_settings(settings).write_bytes("raw/users.csv", csv_bytes(header, [["x"] * len(header)]))
-    result, checks = run_raw(settings, "users")
+    _result, checks = run_raw(settings, "users")
     check = checks[HEADER_CHECK]
     assert not check.passed and check.severity == AssetCheckSeverity.ERROR
     assert "raw/users.csv" in check.description and expected in check.description
@@ -107,7 +106,9 @@ def test_unreadable_files_fail_the_csv_check(settings: Settings, payload: bytes,
 
 
 def test_header_only_file_warns(settings: Settings) -> None:
-    Bucket.from_settings(settings).write_bytes("raw/search_logs.csv", csv_bytes(RAW_COLUMNS["search_logs"], []))
+    Bucket.from_settings(settings).write_bytes(
+        "raw/search_logs.csv", csv_bytes(RAW_COLUMNS["search_logs"], [])
+    )
     _, checks = run_raw(settings, "search_logs")
     assert not checks[CSV_CHECK].passed and checks[CSV_CHECK].severity == AssetCheckSeverity.WARN
     assert checks[HEADER_CHECK].passed
