@@ -10,6 +10,7 @@ For each scale the raw CSVs are generated first (not timed); then, each in a fre
 Wall time includes each child's Python imports; peak RSS is the largest sum over the child's process tree.
 
     .venv/bin/python bench/bench_silver.py --scales 1,10
+    .venv/bin/python bench/bench_silver.py --scales 100 --skip-baseline
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def settings_for(root: Path, master: str):
     return Settings(_env_file=None, data_dir=root / "data", spark_master=master)
 
 
-def child_silver(root: Path, master: str, workers: int) -> dict[str, Any]:
+def child_silver(root: Path, master: str, workers: int | None) -> dict[str, Any]:
     from netflix_assets.silver.timing import time_silver
 
     return time_silver(settings_for(root, master), workers=workers).as_dict()
@@ -88,14 +89,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="1", help="comma-separated generator scales")
     parser.add_argument("--master", default="local[*]", help="Spark master for the Silver child")
-    parser.add_argument("--workers", type=int, default=2, help="tables built concurrently in one session")
+    parser.add_argument("--workers", type=int, default=0, help="tables built at once (0: the job's default)")
     parser.add_argument("--scratch", type=Path, default=None, help="where data goes (default: a temp dir)")
+    parser.add_argument("--skip-baseline", action="store_true", help="time the Spark side only")
     parser.add_argument("--child", choices=("silver", "baseline"), help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         answer = (
-            child_silver(args.root, args.master, args.workers)
+            child_silver(args.root, args.master, args.workers or None)
             if args.child == "silver"
             else child_baseline(args.root)
         )
@@ -113,7 +115,7 @@ def main() -> None:
         load = psutil.getloadavg()[0]
         silver = measure(["--child", "silver", "--root", str(root), "--master", args.master,
                           "--workers", str(args.workers)])  # fmt: skip
-        baseline = measure(["--child", "baseline", "--root", str(root)])
+        baseline = None if args.skip_baseline else measure(["--child", "baseline", "--root", str(root)])
         report = {
             "scale": scale,
             "raw_rows": sum(rows.values()),
@@ -121,7 +123,7 @@ def main() -> None:
             "load_average_after": psutil.getloadavg()[0],
             "silver": silver,
             "baseline": baseline,
-            "ratio": silver["wall"] / baseline["wall"],
+            "ratio": silver["wall"] / baseline["wall"] if baseline else None,
         }
         print(json.dumps(report, indent=2, default=str), flush=True)
         shutil.rmtree(root, ignore_errors=True)

@@ -13,6 +13,10 @@ Three measurements in one run, one SparkSession (``local[2]`` by default), real 
    events/s for ``--latency-seconds``; per event, latency = the micro-batch's snapshot publication time
    minus the event's Kafka timestamp (read from Silver, so it is exact per event, not per batch).
 
+Other jobs may share the machine's cores, so besides wall-clock rates each throughput run reports the CPU
+seconds its whole process tree used (JVM, Python workers, broker) per event, and the rate two idle cores
+would bound. The work folder (~400 MB) is deleted at the end unless ``--keep-work``.
+
     .venv/bin/python bench/bench_streaming.py                      # defaults used for docs/benchmarks.md
     .venv/bin/python bench/bench_streaming.py --events 100000 --rates 5,1000 --latency-seconds 30  # quick
 """
@@ -92,11 +96,41 @@ def read_back(conf: dict[str, str], topic: str) -> pa.Table:
     return pa.table([pa.array(cols[f.name], f.type) for f in schema], schema=schema)
 
 
+def tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and every descendant (JVM, Python workers, broker).
+
+    Other jobs share this machine's two cores, so wall-clock rates vary with their load; CPU time per
+    event does not, and ``2 cores / (CPU per event)`` bounds what an idle machine would sustain.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        parents[int(entry)] = int(fields[1])
+        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / ticks
+    tree, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree.add(pid)
+                frontier.append(pid)
+    return sum(cpu.get(pid, 0.0) for pid in tree)
+
+
 def throughput(label: str, run: Any, events: int) -> dict[str, Any]:
     batches: list[Any] = []
+    cpu_before = tree_cpu_seconds()
     started = time.time()
     run(batches.append)
     elapsed = time.time() - started
+    cpu = tree_cpu_seconds() - cpu_before
     done = [b for b in batches if not b.skipped]
     warm = done[1:]
     warm_rows = sum(b.rows_in for b in warm)
@@ -106,6 +140,10 @@ def throughput(label: str, run: Any, events: int) -> dict[str, Any]:
         "batches": len(done),
         "seconds": round(elapsed, 1),
         "events_per_s": round(events / elapsed),
+        "cpu_s": round(cpu, 1),
+        "cpu_us_per_event": round(cpu / events * 1e6, 1),
+        "idle_2_core_bound_events_per_s": round(2 * events / cpu) if cpu else None,
+        "load_average_1m_after": os.getloadavg()[0],
         "warm_events_per_s": round(warm_rows / warm_seconds) if warm_seconds else None,
         "stage_s": {
             k: round(sum(b.stage_s.get(k, 0) for b in warm), 2) for k in (done[-1].stage_s if done else {})
@@ -187,6 +225,7 @@ def main() -> int:
     parser.add_argument("--driver-memory", default="4g")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "results" / "streaming_work")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--keep-work", action="store_true", help="keep the work folder (topic copy, sinks)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "streaming.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(name)s] %(message)s")
@@ -256,6 +295,9 @@ def main() -> int:
             args.events,
         )
         results["ratio"] = round(results["kafka"]["events_per_s"] / results["ceiling"]["events_per_s"], 2)
+        results["cpu_ratio"] = round(
+            results["ceiling"]["cpu_us_per_event"] / results["kafka"]["cpu_us_per_event"], 2
+        )
         results["warm_ratio"] = round(
             (results["kafka"]["warm_events_per_s"] or 0) / (results["ceiling"]["warm_events_per_s"] or 1), 2
         )
@@ -274,6 +316,8 @@ def main() -> int:
             results["latency"] = latency(live, spark, conf, catalog, args)
         spark.stop()
     results["load_after"] = os.getloadavg()
+    if not args.keep_work:
+        shutil.rmtree(args.work, ignore_errors=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))

@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "up": ("netflix_assets.launcher", "run the whole pipeline on the embedded default and serve the UI"),
     "broker": ("netflix_assets.broker_cli", "run the embedded Tansu broker (foreground supervisor, RSS cap)"),
     "produce": ("producer.cli", "publish watch events to the event topic (synthetic or replay, with faults)"),
+    "stream": ("streaming.job", "run the speed layer's streaming query (Kafka → speed/ → realtime tables)"),
 }
 
 

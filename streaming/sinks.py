@@ -30,7 +30,7 @@ from netflix_assets.bucket import Bucket
 log = logging.getLogger(__name__)
 
 STAGING = "speed/_staging"
-SINGLE_FILE_BELOW_ROWS = 200_000
+SINGLE_FILE_BELOW_ROWS = 50_000  # smaller batches are written as one file per partition folder
 
 
 def batch_prefix(batch_id: int) -> str:

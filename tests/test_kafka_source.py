@@ -36,7 +36,7 @@ def test_split_limit_admits_at_most_the_limit_and_always_progresses() -> None:
         assert all(start[p] <= capped[p] <= end[p] for p in end)
 
 
-# -- against the broker ---------------------------------------------------------------------------------------
+# -- against the broker -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from netflix_assets.broker import EmbeddedBroker
@@ -47,7 +47,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def produce(conf: dict[str, str], topic: str, counts: dict[int, int], linger_ms: int = 5) -> dict[int, int]:
-    """Produce ``counts[p]`` messages to each partition in several record batches; returns acks per partition."""
+    """Produce ``counts[p]`` messages per partition, in several record batches; returns acks per partition."""
     from confluent_kafka import Producer
 
     acked: dict[int, int] = dict.fromkeys(counts, 0)
@@ -59,8 +59,10 @@ def produce(conf: dict[str, str], topic: str, counts: dict[int, int], linger_ms:
     producer = Producer({**conf, "linger.ms": linger_ms, "batch.num.messages": 97, "acks": "all"})
     for partition, count in counts.items():
         for i in range(count):
-            producer.produce(topic, value=f"{partition}-{i}".encode(), key=str(i).encode(), partition=partition,
-                             on_delivery=on_delivery)  # fmt: skip
+            value = f"{partition}-{i}".encode()
+            producer.produce(
+                topic, value=value, key=str(i).encode(), partition=partition, on_delivery=on_delivery
+            )
             if i % 500 == 0:
                 producer.poll(0)
     assert producer.flush(30) == 0
@@ -103,7 +105,7 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def run_query(
     spark: Any, conf: dict[str, str], topic: str, checkpoint: Path, limit: int
 ) -> list[list[tuple[int, int]]]:
-    """Run the source under ``availableNow`` into a collecting foreachBatch; returns each batch's coordinates."""
+    """Run the source under ``availableNow`` into a collecting foreachBatch; returns each batch's rows."""
     from streaming.kafka_source import register
 
     register(spark)

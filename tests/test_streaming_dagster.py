@@ -151,9 +151,11 @@ def test_terminating_the_run_stops_the_query_between_micro_batches(
         from netflix_assets.resources import build_resources
         from netflix_assets.settings import get_settings
         settings = get_settings()
-        defs = Definitions.merge(speed.definitions(settings), Definitions(resources=build_resources(settings)))
-        materialize([defs.get_assets_def(AssetKey(speed.BRONZE))], resources=build_resources(settings),
-                    run_config={"ops": {"speed_stream": {"config": {"trigger_seconds": 2}}}}, raise_on_error=False)
+        resources = build_resources(settings)
+        defs = Definitions.merge(speed.definitions(settings), Definitions(resources=resources))
+        config = {"ops": {"speed_stream": {"config": {"trigger_seconds": 2}}}}
+        materialize([defs.get_assets_def(AssetKey(speed.BRONZE))], resources=resources, run_config=config,
+                    raise_on_error=False)
         """
     )
     log = tmp_path / "run.log"

@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, TopicPartition
 from netflix_assets.broker import EmbeddedBroker, end_offsets
 from netflix_assets.bucket import Bucket
 from netflix_assets.datagen import generate
+from netflix_assets.raw_schema import RAW_COLUMNS
 from netflix_assets.settings import Settings
 from netflix_assets.warehouse import WarehouseLayout
 from producer.publish import FAULT_HEADER, LATE, produce
@@ -36,6 +37,7 @@ from streaming.job import checkpoint_key
 pytestmark = pytest.mark.slow
 
 BATCH_LIMIT = 1_000
+KEYS = "window_start, country, genre_primary, device_type, quality, is_netflix_original, content_type"
 FIRST_WAVE, SECOND_WAVE = 3_000, 1_000
 
 
@@ -87,7 +89,11 @@ def start_stream(settings: Settings, log: Path, *extra: str) -> subprocess.Popen
 
 
 def kill_mid_batch(
-    settings: Settings, proc: subprocess.Popen[bytes], after_commits: int, once_written: bool, timeout_s: float = 240
+    settings: Settings,
+    proc: subprocess.Popen[bytes],
+    after_commits: int,
+    once_written: bool,
+    timeout_s: float = 240,
 ) -> int:
     """SIGKILL the stream inside the batch after ``after_commits`` committed ones; returns that batch id.
 
@@ -153,15 +159,8 @@ def expected_engagement(
                        ({filled}) AS filled
                 FROM read_csv('{path}', all_varchar=true))
             WHERE k IS NOT NULL) WHERE rn = 1"""
-    for table, key, columns in (
-        ("users", "user_id", ("user_id", "country", "monthly_spend", "age", "email", "first_name", "last_name",
-                              "gender", "state_province", "city", "subscription_plan", "subscription_start_date",
-                              "is_active", "primary_device", "household_size", "created_at")),
-        ("movies", "movie_id", ("movie_id", "title", "content_type", "genre_primary", "genre_secondary",
-                                "release_year", "duration_minutes", "rating", "language", "country_of_origin",
-                                "imdb_rating", "production_budget", "box_office_revenue", "number_of_seasons",
-                                "number_of_episodes", "is_netflix_original", "added_to_platform", "content_warning")),
-    ):  # fmt: skip
+    for table, key in (("users", "user_id"), ("movies", "movie_id")):
+        columns = RAW_COLUMNS[table]
         filled = " + ".join(f"(nullif(trim({c}), '') IS NOT NULL)::INT" for c in columns)
         con.execute(
             f"CREATE TABLE {table} AS " + survivors.format(key=key, filled=filled, path=raw / f"{table}.csv")
@@ -169,8 +168,9 @@ def expected_engagement(
     return con.sql(
         f"""
         WITH ev AS (
-            SELECT v->>'$.user_id' AS user_id, v->>'$.movie_id' AS movie_id, v->>'$.device_type' AS device_type,
-                   v->>'$.quality' AS quality, v->>'$.action' AS action, v->>'$.location_country' AS location_country,
+            SELECT v->>'$.user_id' AS user_id, v->>'$.movie_id' AS movie_id,
+                   v->>'$.device_type' AS device_type, v->>'$.quality' AS quality, v->>'$.action' AS action,
+                   v->>'$.location_country' AS location_country,
                    TRY_CAST(v->>'$.progress_percentage' AS DOUBLE) AS progress,
                    TRY_CAST(v->>'$.watch_duration_minutes' AS DOUBLE) AS minutes,
                    time_bucket(INTERVAL 5 MINUTE, (v->>'$.event_time')::TIMESTAMP) AS window_start
@@ -199,8 +199,7 @@ def expected_engagement(
             FROM ev LEFT JOIN users u ON u.k = ev.user_id LEFT JOIN movies m ON m.k = ev.movie_id
             LEFT JOIN ranks k ON k.quality = ev.quality LEFT JOIN usual us ON us.user_id = ev.user_id),
         per_user AS (
-            SELECT window_start, country, genre_primary, device_type, quality, is_netflix_original, content_type,
-                   user_id, max(spend) AS spend, bool_or(low OR abandoned OR downgrade) AS at_risk
+            SELECT {KEYS}, user_id, max(spend) AS spend, bool_or(low OR abandoned OR downgrade) AS at_risk
             FROM flagged GROUP BY ALL)
         SELECT f.window_start, f.country, f.genre_primary, f.device_type, f.quality, f.is_netflix_original,
                f.content_type, count(*) AS total_sessions, count(DISTINCT f.user_id) AS unique_users,
@@ -211,10 +210,10 @@ def expected_engagement(
                count(*) FILTER (WHERE f.completed) AS completion_count,
                any_value(p.revenue_impact) AS revenue_impact, any_value(p.avg_value) AS avg_subscriber_value
         FROM flagged f JOIN (
-            SELECT window_start, country, genre_primary, device_type, quality, is_netflix_original, content_type,
-                   coalesce(sum(spend) FILTER (WHERE at_risk), 0) AS revenue_impact, avg(spend) AS avg_value
+            SELECT {KEYS}, coalesce(sum(spend) FILTER (WHERE at_risk), 0) AS revenue_impact,
+                   avg(spend) AS avg_value
             FROM per_user GROUP BY ALL) p
-          USING (window_start, country, genre_primary, device_type, quality, is_netflix_original, content_type)
+          USING ({KEYS})
         GROUP BY ALL
         """
     )
@@ -235,9 +234,7 @@ def test_sigkill_mid_batch_twice_then_exactly_once_everywhere(
     killed = [kill_mid_batch(settings, start_stream(settings, logs[0]), after_commits=1, once_written=False)]
     second = produce(settings, source, rate=0, count=SECOND_WAVE, poison_rate=0.05, late_rate=0.05, seed=9,
                      client_conf=conf)  # fmt: skip
-    killed.append(
-        kill_mid_batch(settings, start_stream(settings, logs[1]), after_commits=killed[0] + 1, once_written=True)
-    )
+    killed.append(kill_mid_batch(settings, start_stream(settings, logs[1]), killed[0] + 1, once_written=True))
     final = start_stream(settings, logs[2], "--available-now")
     assert final.wait(300) == 0, logs[2].read_text()[-5000:]
     # Each killed batch was left unfinished and completed by the next process; the second had already
@@ -291,10 +288,12 @@ def test_sigkill_mid_batch_twice_then_exactly_once_everywhere(
     actual = con.sql(f"SELECT * FROM read_parquet('{snapshot}')")
     assert actual.aggregate("sum(total_sessions)").fetchall()[0][0] == len(on_time)
     expected = expected_engagement(con, bucket, on_time)
-    keys = "window_start, country, genre_primary, device_type, quality, is_netflix_original, content_type"
-    metrics = ("total_sessions", "unique_users", "total_watch_minutes", "avg_completion_pct", "avg_content_quality",
-               "low_engagement_count", "abandonment_count", "quality_downgrade_count", "completion_count",
-               "revenue_impact", "avg_subscriber_value")  # fmt: skip
+    keys = KEYS
+    metrics = (
+        "total_sessions", "unique_users", "total_watch_minutes", "avg_completion_pct", "avg_content_quality",
+        "low_engagement_count", "abandonment_count", "quality_downgrade_count", "completion_count",
+        "revenue_impact", "avg_subscriber_value",
+    )  # fmt: skip
     rounded = ", ".join(f"round({m}, 6) AS {m}" for m in metrics)
     con.register("actual_rows", actual.select(f"{keys}, {rounded}"))
     con.register("expected_rows", expected.select(f"{keys}, {rounded}"))

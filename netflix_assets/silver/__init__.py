@@ -3,8 +3,8 @@
 Modules, in the order data flows through them: ``contract`` (types, keys, domains per table), ``reader``
 (header check, numbered text lines, ``from_csv`` with an all-string schema), ``expressions`` (value
 parsing as Spark SQL, no Python UDFs), ``rules`` (row rules 1-9 and value rules), ``writer`` (Parquet),
-``job`` (one table at a time in one session), ``verify`` (checks re-read from what was written),
-``timing`` (Spark-only wall times for the batch benchmark).
+``job`` (tables on a few threads of one session), ``outputs`` (DuckDB over the written Parquet),
+``verify`` (the asset checks, from what was written), ``timing`` (Spark-only wall times for benchmarks).
 """
 
 from netflix_assets.silver.job import SilverJob, TableResult

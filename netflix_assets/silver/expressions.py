@@ -1,9 +1,9 @@
 """Spark SQL expressions for the value-level rules of docs/data-quality.md.
 
 Everything here is a plain Column expression (regex, try_cast, CASE), never a Python UDF: the JVM
-evaluates it in whole-stage codegen, which is what keeps scale 100 (10.5 M rows) inside the time budget.
-``try_cast`` alone is too lenient for the contract (it accepts ``1e5``, ``NaN``, ``2024-1-5``), so each
-type is guarded by a regex that states the accepted notation first.
+evaluates it in whole-stage codegen, with no row ever crossing into Python. ``try_cast`` alone is too
+lenient for the contract (it accepts ``1e5``, ``NaN``, ``2024-1-5``), so each type is guarded by a
+regex that states the accepted notation first.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?$"
 TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
 TRUE_TOKENS = ("true", "t", "yes", "y", "1")
 FALSE_TOKENS = ("false", "f", "no", "n", "0")
-REPLACEMENT_CHARACTER = "\ufffd"  # what Spark's UTF-8 decoder puts in place of invalid bytes
+REPLACEMENT_CHARACTER = "\ufffd"  # what the reader's make_valid_utf8 puts in place of invalid bytes
 
 
 def cleaned(value: Column) -> Column:
@@ -50,9 +50,11 @@ def parse(kind: Kind, text: Column) -> Column:
 def canonical(text: Column, domain: tuple[str, ...]) -> Column:
     """The domain's spelling of a case-insensitive match; anything else stays as it is (trimmed)."""
     lowered = F.lower(text)
-    respelled = F.when(F.lit(False), text)
+    respelled: Column | None = None
     for value in domain:
-        respelled = respelled.when(lowered == F.lit(value.lower()), F.lit(value))
+        match, spelling = lowered == F.lit(value.lower()), F.lit(value)
+        respelled = F.when(match, spelling) if respelled is None else respelled.when(match, spelling)
+    assert respelled is not None, "an enumeration needs a domain"
     # Nearly every value is already canonical: one set lookup spares the lower() and the CASE.
     return F.when(text.isin(*domain), text).otherwise(respelled.otherwise(text))
 

@@ -1,10 +1,11 @@
 """The row rules (1-9) and value rules of docs/data-quality.md as Spark plans, in two steps.
 
-``single_row_rules`` applies rules 1-7, which look at one row at a time, and is cached by the job.
+``single_row_rules`` applies rules 1-7, which look at one row at a time; the job caches its result.
 Rules 8-9 compare rows sharing a key, but only keys held by two or more rows that passed 1-7 can be
-affected (a few percent of keys). ``repeated_keys`` finds them with a narrow aggregation, and
-``classify`` shuffles and sorts just those rows; every other row keeps its rule 1-7 verdict without
-moving. Shuffling and sorting every wide row by key was the largest cost of the job before.
+affected (a few percent of keys). ``repeated_keys`` finds them with a narrow aggregation and
+``disputed_rows`` shuffles and sorts just their rows; every other row keeps its rule 1-7 verdict
+without moving (shuffling and sorting every wide row by key was the largest cost of a first version).
+``silver_rows`` and ``quarantine_rows`` assemble the two outputs from those pieces.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ RATING_COLUMNS = {"watch_history": "user_rating", "reviews": "rating"}
 
 _PRE_REASON = "_pre_reason"  # reason from rules 1-7
 _RANK = "_rank"  # what decides a key's survivor: bigger wins
-_KEPT_LINE = "_q_line"
+_KEPT_LINE = "_raw_line"
 
 
 def text_column(index: int) -> str:
@@ -52,20 +53,6 @@ def text_column(index: int) -> str:
 
 def typed_column(index: int) -> str:
     return f"_v{index}"
-
-
-def quarantine_text(index: int) -> str:
-    return f"_q{index}"
-
-
-def possible_reasons(contract: TableContract) -> list[str]:
-    """Every reason the rules can give this table, in rule order (for metadata and reference tests)."""
-    reasons = [MALFORMED, *(f"missing_{name}" for name in contract.required)]
-    reasons += [f"invalid_{name}" for name in contract.columns if contract.kind(name) is not Kind.STRING]
-    if contract.name == "watch_history":
-        reasons += [WATCH_DURATION_OUT_OF_RANGE, PROGRESS_OUT_OF_RANGE]
-    reasons += [ref.reason for ref in contract.references]
-    return [*reasons, DUPLICATE_ROW, DUPLICATE_KEY]
 
 
 def single_row_rules(
@@ -110,27 +97,17 @@ def repeated_keys(checked: DataFrame, contract: TableContract) -> DataFrame:
     return candidates.groupBy(key).count().where(F.col("count") > 1).select(key)
 
 
-def classify(
-    checked: DataFrame,
-    repeated: DataFrame | None,
-    contract: TableContract,
-    partitions: int,
-    broadcast: bool = True,
+def disputed_rows(
+    checked: DataFrame, repeated: DataFrame, contract: TableContract, partitions: int, broadcast: bool = True
 ) -> DataFrame:
-    """Every data line with its final ``reason``, its Silver columns and its quarantine columns.
+    """Candidates (passed rules 1-7) holding a repeated key, with ``reason`` from rules 8-9 or null.
 
-    ``checked`` is ``single_row_rules``' output, ``repeated`` its ``repeated_keys`` (None when there
-    are none). Only candidates with a repeated key go through the shuffle of rules 8-9.
+    The only rows that are shuffled: a few percent of the table. ``repeated`` is ``repeated_keys``.
     """
-    if repeated is None:
-        return _outputs(checked.withColumn(REASON, F.col(_PRE_REASON)), contract)
     key = _key_column(contract)
-    flags = repeated.select(F.col(key), F.lit(True).alias("_repeated"))
-    flagged = checked.join(F.broadcast(flags) if broadcast else flags, key, "left")
-    contested = F.col(_PRE_REASON).isNull() & F.col("_repeated").isNotNull()
-    settled = flagged.where(~contested).withColumn(REASON, F.col(_PRE_REASON))
-    disputed = _deduplicate(flagged.where(contested), contract, partitions)
-    return _outputs(settled.unionByName(disputed.select(*settled.columns)), contract)
+    candidates = checked.where(F.col(_PRE_REASON).isNull())
+    contested = candidates.join(F.broadcast(repeated) if broadcast else repeated, key, "left_semi")
+    return _deduplicate(contested, contract, partitions)
 
 
 def _key_column(contract: TableContract) -> str:
@@ -190,9 +167,9 @@ def _deduplicate(rows: DataFrame, contract: TableContract, partitions: int) -> D
     return rows.withColumn(REASON, reason)
 
 
-def _silver_columns(contract: TableContract) -> list[Column]:
-    """The Silver columns, typed and value-ruled, in contract order."""
-    out: list[Column] = []
+def _silver_columns(contract: TableContract) -> dict[str, Column]:
+    """Every Silver column by name, typed and value-ruled (``contract.silver_columns`` gives the order)."""
+    out: dict[str, Column] = {}
     for name in contract.columns:
         value = _value(contract, name)
         if name in ENUM_DOMAINS:
@@ -201,14 +178,15 @@ def _silver_columns(contract: TableContract) -> list[Column]:
             value = F.when(~_age_flagged(contract), value)
         if RATING_COLUMNS.get(contract.name) == name:
             value = F.when(value.between(*RATING_RANGE), value)
-        out.append(value.cast(contract.kind(name).value).alias(name))
+        out[name] = value.cast(contract.kind(name).value)
     if contract.name == "users":
         spend = _value(contract, "monthly_spend")
-        out.append(_age_flagged(contract).alias("age_flagged"))
-        out.append(
-            F.coalesce((spend < 0) | (spend > SPEND_LIMIT), F.lit(False)).alias("monthly_spend_flagged")
-        )
-    out.append(F.col(SOURCE_LINE))
+        out["age_flagged"] = _age_flagged(contract)
+        out["monthly_spend_flagged"] = F.coalesce((spend < 0) | (spend > SPEND_LIMIT), F.lit(False))
+    if contract.name == "watch_history":
+        out["watch_month"] = F.date_format(_value(contract, "watch_date"), "yyyy-MM")
+    out[SOURCE_FILE] = F.lit(contract.raw_key)
+    out[SOURCE_LINE] = F.col(SOURCE_LINE)
     return out
 
 
@@ -217,31 +195,29 @@ def _age_flagged(contract: TableContract) -> Column:
     return F.coalesce(_outside(_value(contract, "age"), AGE_RANGE), F.lit(False))
 
 
-def _outputs(rows: DataFrame, contract: TableContract) -> DataFrame:
-    """Silver columns plus the quarantine's text columns, the latter kept only on rejected rows."""
-    rejected = F.col(REASON).isNotNull()
-    kept_text = [
-        F.when(rejected, F.col(text_column(i))).alias(quarantine_text(i))
-        for i in range(len(contract.columns))
-    ]
-    return rows.select(*_silver_columns(contract), F.col(REASON), *kept_text, F.col(_KEPT_LINE))
+def silver_rows(
+    checked: DataFrame,
+    repeated: DataFrame | None,
+    disputed: DataFrame | None,
+    contract: TableContract,
+    broadcast: bool = True,
+) -> DataFrame:
+    """Rows that passed rules 1-7 with a key no other candidate holds, plus each repeated key's survivor."""
+    kept = checked.where(F.col(_PRE_REASON).isNull())
+    if repeated is not None and disputed is not None:
+        kept = kept.join(F.broadcast(repeated) if broadcast else repeated, _key_column(contract), "left_anti")
+        kept = kept.unionByName(disputed.where(F.col(REASON).isNull()).select(*kept.columns))
+    columns = _silver_columns(contract)
+    return kept.select(*(columns[name].alias(name) for name in contract.silver_columns))
 
 
-def silver_rows(classified: DataFrame, contract: TableContract) -> DataFrame:
-    """The Silver table; columns derivable at write time are added here, not carried in the cache."""
-    derived = {SOURCE_FILE: F.lit(contract.raw_key)}
-    if contract.name == "watch_history":
-        derived["watch_month"] = F.date_format(F.col("watch_date"), "yyyy-MM")
-    columns = [
-        derived[name].alias(name) if name in derived else F.col(name) for name in contract.silver_columns
-    ]
-    return classified.where(F.col(REASON).isNull()).select(*columns)
-
-
-def quarantine_rows(classified: DataFrame, contract: TableContract) -> DataFrame:
+def quarantine_rows(checked: DataFrame, disputed: DataFrame | None, contract: TableContract) -> DataFrame:
     """Raw values as cleaned text plus the reason and where the line was."""
-    texts = [F.col(quarantine_text(i)).alias(name) for i, name in enumerate(contract.columns)]
-    return classified.where(F.col(REASON).isNotNull()).select(
+    rejected = checked.where(F.col(_PRE_REASON).isNotNull()).withColumn(REASON, F.col(_PRE_REASON))
+    if disputed is not None:
+        rejected = rejected.unionByName(disputed.where(F.col(REASON).isNotNull()).select(*rejected.columns))
+    texts = [F.col(text_column(i)).alias(name) for i, name in enumerate(contract.columns)]
+    return rejected.select(
         *texts,
         F.col(REASON),
         F.lit(contract.raw_key).alias(QUARANTINE_FILE),

@@ -19,7 +19,7 @@ from netflix_assets.bucket import Bucket
 from netflix_assets.resources import spark_config
 from netflix_assets.settings import Settings
 from netflix_assets.silver.contract import TABLE_ORDER
-from netflix_assets.silver.job import DEFAULT_WORKERS, SilverJob
+from netflix_assets.silver.job import SilverJob
 from netflix_assets.silver.verify import run_and_verify
 
 
@@ -43,7 +43,7 @@ def start_spark(settings: Settings) -> SparkSession:
 
 
 def time_silver(
-    settings: Settings, tables: Iterable[str] = TABLE_ORDER, workers: int = DEFAULT_WORKERS
+    settings: Settings, tables: Iterable[str] = TABLE_ORDER, workers: int | None = None
 ) -> SilverTiming:
     """Build Silver for ``tables`` from the bucket's raw files; raise if a table cannot be built."""
     started = time.perf_counter()
