@@ -6,7 +6,6 @@ checks are blocking, so a file with a wrong header or no CSV content stops Silve
 the failure names the file and the columns, not a Java stack trace.
 """
 
-
 from pathlib import Path
 
 from dagster import (
