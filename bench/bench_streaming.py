@@ -210,6 +210,44 @@ def latency(
     return results
 
 
+def run_rate_source(
+    spark: Any, settings: Settings, lookup: Path, args: argparse.Namespace, on_batch: Any
+) -> None:
+    """The same query fed by Spark's built-in ``rate-micro-batch`` source: each tick's ``value`` picks a
+    pre-generated message (broadcast hash join of the tick batch against the cached messages), ``--batch``
+    ticks per micro-batch, until ``--events`` messages went through."""
+    from pyspark.sql import functions as F
+
+    fresh_speed(settings)
+    messages = spark.read.parquet(str(lookup)).cache()
+    messages.count()
+    seen = [0]
+    stop = threading.Event()
+
+    def count(metrics: Any) -> None:
+        on_batch(metrics)
+        seen[0] += metrics.rows_in
+        if seen[0] >= args.events:
+            stop.set()
+
+    def source(session: Any) -> Any:
+        ticks = (
+            session.readStream.format("rate-micro-batch")
+            .option("rowsPerBatch", args.batch)
+            .option("numPartitions", 3)
+            .load()
+            .where(F.col("value") < args.events)
+        )
+        joined = messages.join(F.broadcast(ticks), messages["idx"] == ticks["value"])
+        return joined.select(*[messages[name] for name in SCHEMA.fieldNames()])
+
+    try:
+        run_stream(settings, spark=spark, trigger_seconds=0.001, stop_event=stop, on_batch=count,
+                   publish_dead_letters=False, source=source, query_name="rate_ceiling")  # fmt: skip
+    finally:
+        messages.unpersist()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=500_000)
@@ -293,6 +331,18 @@ def main() -> int:
                 query_name="ceiling",
             ),
             args.events,
+        )
+        lookup = args.work / "rate_lookup.parquet"
+        pq.write_table(messages.append_column("idx", pa.array(range(messages.num_rows), pa.int64())), lookup)
+        results["rate_ceiling"] = throughput(
+            "rate source (ceiling)",
+            lambda cb: run_rate_source(
+                spark, settings_for(args.work / "rate", broker, args), lookup, args, cb
+            ),
+            args.events,
+        )
+        results["rate_ratio"] = round(
+            results["kafka"]["events_per_s"] / results["rate_ceiling"]["events_per_s"], 2
         )
         results["ratio"] = round(results["kafka"]["events_per_s"] / results["ceiling"]["events_per_s"], 2)
         results["cpu_ratio"] = round(

@@ -5,8 +5,9 @@ The supervisor starts Tansu on 127.0.0.1, creates the event and dead-letter topi
 
 * Tansu keeps every message in memory and never frees it (about 370 MB after 1.4 M events). Above
   ``NETFLIX_EMBEDDED_BROKER_MAX_RSS_MB`` the supervisor restarts it **empty**, on the same port, with a new
-  cluster id; the stream sees the new id and stops with a data-loss error instead of silently reading
-  from the wrong offsets. At the run command's 5 events/s that is a restart every week or so.
+  cluster id; the stream sees the new id and, instead of silently reading from the wrong offsets, logs
+  the loss at ERROR, archives its checkpoint and starts over from the new topic (``streaming.broker_reset``).
+  At the run command's 5 events/s that is a restart every week or so.
 * If Tansu dies, it is restarted the same way and the restart is logged as an error.
 
 ``--status`` prints what the state file says (and the live RSS); ``--stop`` stops a running supervisor.

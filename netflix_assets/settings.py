@@ -87,7 +87,8 @@ class Settings(BaseSettings):
         2048,
         ge=64,
         description="Memory cap of the embedded (memory-only) broker: `netflix-lambda broker` restarts "
-        "it EMPTY above this RSS, and the stream reports the restart (see docs/speed-layer.md).",
+        "it EMPTY above this RSS; the stream then logs the loss and starts over from the new topic "
+        "(see docs/speed-layer.md).",
     )
 
     # -- spark --------------------------------------------------------------------------------------
@@ -115,6 +116,12 @@ class Settings(BaseSettings):
     )
     stream_retention_hours: float = Field(
         48.0, gt=0, description="Windows kept in realtime.duckdb, counted back from the newest event time."
+    )
+    stream_reset_on_broker_loss: bool = Field(
+        True,
+        description="Embedded broker only: when it restarted empty, the stream archives its checkpoint, "
+        "logs the loss at ERROR and restarts from the new topic (docs/speed-layer.md). Never applies to a "
+        "real Kafka cluster, where the stream always stops with the data-loss error.",
     )
 
     # -- warehouse ----------------------------------------------------------------------------------

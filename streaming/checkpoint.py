@@ -45,7 +45,12 @@ def read_progress(bucket: Bucket, checkpoint: str) -> CheckpointProgress:
     if not commits:
         return CheckpointProgress(None, planned[-1] if planned else None, None, {})
     committed = commits[-1]
-    lines = bucket.read_bytes(f"{checkpoint}/offsets/{committed}").decode().splitlines()
+    cluster, offsets = read_offsets(bucket, checkpoint, committed)
+    return CheckpointProgress(committed, planned[-1] if planned else None, cluster, offsets)
+
+
+def read_offsets(bucket: Bucket, checkpoint: str, batch: int) -> tuple[str | None, dict[int, int]]:
+    """Cluster id and end offsets (``{partition: next offset}``) Spark planned for ``batch``."""
+    lines = bucket.read_bytes(f"{checkpoint}/offsets/{batch}").decode().splitlines()
     source = json.loads(lines[2]) if len(lines) > 2 else {}
-    offsets = {int(p): int(o) for p, o in source.get("offsets", {}).items()}
-    return CheckpointProgress(committed, planned[-1] if planned else None, source.get("cluster"), offsets)
+    return source.get("cluster"), {int(p): int(o) for p, o in source.get("offsets", {}).items()}

@@ -27,6 +27,15 @@ from netflix_assets.bucket import Bucket
 from netflix_assets.resources import spark_config
 from netflix_assets.settings import Settings, get_settings
 from netflix_assets.warehouse import WarehouseLayout
+from streaming.broker_reset import (
+    BrokerReset,
+    ResetRefused,
+    is_broker_data_loss,
+    prepare_batch_base,
+    refusal_hint,
+    reset_after_broker_loss,
+    reset_allowed,
+)
 from streaming.kafka_source import SOURCE_NAME, register, source_options
 from streaming.micro_batch import BatchMetrics, MicroBatchProcessor
 from streaming.realtime_store import RealtimeStore
@@ -36,6 +45,7 @@ log = logging.getLogger("streaming")
 
 QUERY_NAME = "watch_events"
 GRACEFUL_STOP_TIMEOUT_S = 120.0
+MAX_RESETS_WITHOUT_PROGRESS = 3  # a broker that keeps losing data is a failure, not a loop
 
 
 class StreamFailedError(RuntimeError):
@@ -52,6 +62,8 @@ class StreamSummary:
     late: int = 0
     elapsed_s: float = 0.0
     stopped_by: str = ""
+    broker_resets: int = 0  # checkpoint resets after the embedded broker came back empty
+    resets: list[BrokerReset] = field(default_factory=list, repr=False)
     last: BatchMetrics | None = field(default=None, repr=False)
 
     def add(self, metrics: BatchMetrics) -> None:
@@ -104,13 +116,17 @@ def run_stream(
     query_name: str = QUERY_NAME,
     publish_dead_letters: bool = True,
     source: Callable[[SparkSession], DataFrame] | None = None,
+    on_reset: Callable[[BrokerReset], None] | None = None,
 ) -> StreamSummary:
     """Run the streaming query until ``stop_event`` is set (or the backlog is done with ``available_now``).
 
     ``client_conf`` defaults to the broker :func:`netflix_assets.broker.client_config` resolves. Raises
-    :class:`StreamFailedError` if the query dies (e.g. the broker lost data the checkpoint references).
-    ``source`` replaces the Kafka source by any streaming DataFrame with the same five columns (the
-    benchmark feeds pre-generated events from files through the identical query to measure the ceiling).
+    :class:`StreamFailedError` if the query dies (e.g. the broker lost data the checkpoint references),
+    except when the *embedded* broker came back empty: then the checkpoint is archived, the loss logged
+    at ERROR, ``on_reset`` called, and the query restarted from the new topic
+    (:mod:`streaming.broker_reset`). ``source`` replaces the Kafka source by any streaming DataFrame with
+    the same five columns (the benchmark feeds pre-generated events from files through the identical
+    query to measure the ceiling).
     """
     from netflix_assets.broker import client_config, ensure_topics
 
@@ -119,14 +135,12 @@ def run_stream(
     bucket = Bucket.from_settings(settings)
     spark = spark or build_spark(settings)
     use_python(spark, settings)
-    # Each micro-batch is cached once and read a few times within seconds: compressing the cache costs
-    # more CPU (~8 % per event) than the memory it saves is worth.
-    spark.conf.set("spark.sql.inMemoryColumnarStorage.compressed", "false")
     register(spark)
     trigger = trigger_seconds or settings.stream_trigger_seconds
     limit = (
         settings.stream_max_events_per_trigger if max_events_per_trigger is None else max_events_per_trigger
     )
+    checkpoint = checkpoint_key(query_name)
     summary = StreamSummary()
 
     def record(metrics: BatchMetrics) -> None:
@@ -134,55 +148,95 @@ def run_stream(
         if on_batch is not None:
             on_batch(metrics)
 
-    dlq = None
-    if publish_dead_letters:
-        ensure_topics(conf, {settings.kafka_dead_letter_topic: 1})
-        dlq = DeadLetterPublisher(conf, settings.kafka_dead_letter_topic, settings.kafka_topic)
+    def run_query(batch_id_base: int) -> Any:
+        """One query over the current checkpoint; returns its exception, or None if it ended cleanly."""
+        dlq = None
+        if publish_dead_letters:
+            ensure_topics(conf, {settings.kafka_dead_letter_topic: 1})
+            dlq = DeadLetterPublisher(conf, settings.kafka_dead_letter_topic, settings.kafka_topic)
+        query = processor = None
+        try:
+            processor = MicroBatchProcessor(
+                spark, bucket, store, dlq, settings.kafka_topic, on_batch=record, batch_id_base=batch_id_base
+            )
+            frame = (
+                source(spark)
+                if source is not None
+                else spark.readStream.format(SOURCE_NAME)
+                .options(**source_options(conf, settings.kafka_topic, max_per_trigger=limit))
+                .load()
+            )
+            writer = (
+                frame.writeStream.queryName(query_name)
+                .foreachBatch(processor)
+                .option("checkpointLocation", bucket.uri(checkpoint))
+            )
+            writer = (
+                writer.trigger(availableNow=True)
+                if available_now
+                else writer.trigger(processingTime=f"{trigger} seconds")
+            )
+            log.info(
+                "starting stream %s: topic %s on %s, trigger %s, at most %s events per batch, "
+                "checkpoint %s%s",
+                query_name,
+                settings.kafka_topic if source is None else "(custom source)",
+                conf.get("bootstrap.servers", "-"),
+                "availableNow" if available_now else f"{trigger:g} s",
+                f"{limit:,}" if limit else "unlimited",
+                bucket.uri(checkpoint),
+                f", batch ids from {batch_id_base}" if batch_id_base else "",
+            )
+            query = writer.start()
+            summary.stopped_by = _wait(query, stop_event)
+        finally:
+            if query is not None and query.isActive:
+                query.stop()
+            if processor is not None:
+                processor.dims.unpersist()
+            if dlq is not None:
+                dlq.close()
+        return query.exception() if query is not None else None
+
     store = RealtimeStore(WarehouseLayout.from_settings(settings), settings.stream_retention_hours)
     started = time.monotonic()
-    query = None
+    resets_without_progress = 0
     try:
-        processor = MicroBatchProcessor(spark, bucket, store, dlq, settings.kafka_topic, on_batch=record)
         store.publish()  # readers find the tables even before the first batch
-        frame = (
-            source(spark)
-            if source is not None
-            else spark.readStream.format(SOURCE_NAME)
-            .options(**source_options(conf, settings.kafka_topic, max_per_trigger=limit))
-            .load()
-        )
-        writer = (
-            frame.writeStream.queryName(query_name)
-            .foreachBatch(processor)
-            .option("checkpointLocation", bucket.uri(checkpoint_key(query_name)))
-        )
-        writer = (
-            writer.trigger(availableNow=True)
-            if available_now
-            else writer.trigger(processingTime=f"{trigger} seconds")
-        )
-        log.info(
-            "starting stream %s: topic %s on %s, trigger %s, at most %s events per batch, checkpoint %s",
-            query_name,
-            settings.kafka_topic if source is None else "(custom source)",
-            conf.get("bootstrap.servers", "-"),
-            "availableNow" if available_now else f"{trigger:g} s",
-            f"{limit:,}" if limit else "unlimited",
-            bucket.uri(checkpoint_key(query_name)),
-        )
-        query = writer.start()
-        summary.stopped_by = _wait(query, stop_event)
+        while True:
+            batches_before = summary.batches
+            failure = run_query(prepare_batch_base(bucket, checkpoint, store))
+            if failure is None:
+                break
+            cause = _describe(failure)
+            error = f"streaming query {query_name} failed: {cause}"
+            if source is not None or not is_broker_data_loss(cause):
+                raise StreamFailedError(error)
+            if not reset_allowed(settings):
+                raise StreamFailedError(error + refusal_hint(settings))
+            resets_without_progress = 0 if summary.batches > batches_before else resets_without_progress + 1
+            if resets_without_progress > MAX_RESETS_WITHOUT_PROGRESS:
+                raise StreamFailedError(
+                    f"{error}. Already reset {MAX_RESETS_WITHOUT_PROGRESS} times in a row without committing "
+                    "a batch in between: the embedded broker keeps losing its data; check "
+                    "`netflix-lambda broker --status` and its log"
+                )
+            conf = client_conf or client_config(settings)  # a new supervisor may listen elsewhere
+            try:
+                reset = reset_after_broker_loss(
+                    settings, bucket, store, conf, checkpoint, cause, summary.broker_resets + 1
+                )
+            except ResetRefused as exc:
+                raise StreamFailedError(f"{error}. Not reset: {exc}") from exc
+            summary.broker_resets += 1
+            summary.resets.append(reset)
+            if on_reset is not None:
+                on_reset(reset)
     finally:
-        if query is not None and query.isActive:
-            query.stop()
         summary.elapsed_s = time.monotonic() - started
         store.close()
-        if dlq is not None:
-            dlq.close()
-    if query is not None and query.exception() is not None:
-        raise StreamFailedError(f"streaming query {query_name} failed: {_describe(query.exception())}")
     log.info(
-        "stream %s stopped (%s) after %.0f s: %d batch(es), %s events (%s valid, %s dead-letter, %s late)",
+        "stream %s stopped (%s) after %.0f s: %d batch(es), %s events (%s valid, %s dead-letter, %s late)%s",
         query_name,
         summary.stopped_by,
         summary.elapsed_s,
@@ -191,6 +245,9 @@ def run_stream(
         f"{summary.valid:,}",
         f"{summary.dead_letters:,}",
         f"{summary.late:,}",
+        f"; {summary.broker_resets} reset(s) after the embedded broker lost its data"
+        if summary.broker_resets
+        else "",
     )
     return summary
 

@@ -4,7 +4,9 @@ One function over the raw batch instead of Spark's stateful aggregation, because
 the watermark silently and cannot upsert into DuckDB; here nothing is dropped and every step is
 replay-safe:
 
-1. parse and validate every message once (``streaming.validation``), cached;
+1. one Spark job parses and validates every message (``streaming.validation``), joins users and movies,
+   flags churn signals and assigns windows (``streaming.churn``), and hands the batch to the driver as
+   Arrow; every later step is a slice of that table;
 2. the batch's watermark: the newest valid event time seen so far (ledger + this batch) minus
    10 minutes. Taking this batch's own newest event into account makes lateness independent of where
    trigger boundaries fall, so a replayed or re-split batch classifies every message the same way;
@@ -29,13 +31,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-from pyspark import StorageLevel
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from netflix_assets.bucket import Bucket
-from streaming.churn import WATERMARK_MINUTES, enrich, session_rows
+from streaming.churn import SESSION_COLUMNS, WATERMARK_MINUTES, enrich
 from streaming.dimensions import Dimensions, load_dimensions, silver_signature
 from streaming.realtime_store import BatchRecord, RealtimeStore
 from streaming.sinks import BatchParquetSink, DeadLetterPublisher
@@ -93,10 +96,6 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else bytes(value).decode("utf-8", errors="replace")
 
 
-def _utc(micros: int | None) -> datetime | None:
-    return None if micros is None else datetime.fromtimestamp(micros / 1e6, tz=UTC)
-
-
 def _naive(ts: datetime | None) -> datetime | None:
     """DuckDB TIMESTAMP columns hold naive UTC."""
     return None if ts is None else ts.astimezone(UTC).replace(tzinfo=None)
@@ -126,6 +125,7 @@ class MicroBatchProcessor:
         dead_letter_publisher: DeadLetterPublisher | None,
         topic: str,
         on_batch: Callable[[BatchMetrics], None] | None = None,
+        batch_id_base: int = 0,
     ) -> None:
         self.spark = spark
         self.bucket = bucket
@@ -133,10 +133,11 @@ class MicroBatchProcessor:
         self.dlq = dead_letter_publisher
         self.topic = topic
         self.on_batch = on_batch
-        self.bronze = BatchParquetSink(bucket, "speed/bronze", ("date", "hour"))
-        self.silver = BatchParquetSink(bucket, "speed/silver", ("date", "hour"))
-        self.dead_letter = BatchParquetSink(bucket, "speed/dead_letter", ("date", "hour"))
-        self.late = BatchParquetSink(bucket, "speed/late", ("date", "hour"))
+        self.batch_id_base = batch_id_base  # added to Spark's ids: see streaming.broker_reset
+        self.bronze = BatchParquetSink(bucket, "speed/bronze")
+        self.silver = BatchParquetSink(bucket, "speed/silver")
+        self.dead_letter = BatchParquetSink(bucket, "speed/dead_letter")
+        self.late = BatchParquetSink(bucket, "speed/late")
         self.dims: Dimensions = load_dimensions(spark, bucket)
         self._dims_checked = time.monotonic()
         self.last: BatchMetrics | None = None
@@ -154,17 +155,14 @@ class MicroBatchProcessor:
     # -- the batch ------------------------------------------------------------------------------------
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.time()
+        batch_id += self.batch_id_base  # the ledger's and the sinks' id from here on
         if self.store.is_committed(batch_id):
             metrics = BatchMetrics(batch_id=batch_id, skipped=True)
             log.info(metrics.summary())
             self._report(metrics)
             return
         self._refresh_dimensions()
-        parsed = parse_messages(batch).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            metrics = self._process(parsed, batch_id, started)
-        finally:
-            parsed.unpersist()
+        metrics = self._process(batch, batch_id, started)
         log.info(metrics.summary())
         self._report(metrics)
 
@@ -173,62 +171,61 @@ class MicroBatchProcessor:
         if self.on_batch is not None:
             self.on_batch(metrics)
 
-    def _process(self, parsed: DataFrame, batch_id: int, started: float) -> BatchMetrics:
+    def _spark_rows(self, batch: DataFrame) -> pa.Table:
+        """The batch's one Spark job: parse, validate, join the dimensions, flag, window; to Arrow.
+
+        Every message comes back (valid or not, with its raw bytes for Bronze), so each sink is a slice of
+        one Arrow table instead of another Spark job over a cached frame: seven jobs per batch cost more
+        than the work they did (``docs/benchmarks.md``, speed layer).
+        """
+        enriched = enrich(parse_messages(batch), self.dims)
+        return enriched.withColumn("window_start", F.col("window_start").cast("timestamp_ntz")).toArrow()
+
+    def _process(self, batch: DataFrame, batch_id: int, started: float) -> BatchMetrics:
         metrics = BatchMetrics(batch_id=batch_id)
         lap = _Stopwatch(metrics.stage_s)
-        per_partition = (
-            parsed.groupBy("partition")
-            .agg(
-                F.min("offset").alias("first"),
-                F.max("offset").alias("last"),
-                F.count("*").alias("rows"),
-                F.max(F.when(F.col("valid"), F.unix_micros("event_time"))).alias("max_event"),
-            )
-            .collect()
-        )
-        metrics.rows_in = sum(r["rows"] for r in per_partition)
-        metrics.input_offsets = {str(r["partition"]): [r["first"], r["last"] + 1] for r in per_partition}
-        batch_max = max((r["max_event"] for r in per_partition if r["max_event"] is not None), default=None)
+        rows = self._spark_rows(batch)
+        lap("spark")
+        metrics.rows_in = rows.num_rows
+        metrics.input_offsets = _offsets(rows)
+        valid = pc.fill_null(rows.column("valid"), False)
+        event_time = rows.column("event_time")
+        batch_max = pc.max(pc.filter(event_time, valid)).as_py() if rows.num_rows else None
         previous = self.store.max_event_time()
-        candidates = [
-            t for t in (_utc(batch_max), previous and previous.replace(tzinfo=UTC)) if t is not None
-        ]
+        candidates = [t for t in (batch_max, previous and previous.replace(tzinfo=UTC)) if t is not None]
         max_event = max(candidates) if candidates else None
         watermark = max_event - timedelta(minutes=WATERMARK_MINUTES) if max_event else None
         metrics.max_event_time = max_event.isoformat() if max_event else None
         metrics.watermark = watermark.isoformat() if watermark else None
-        lap("read_parse")
 
-        late_condition = F.col("event_time") < F.lit(watermark) if watermark else F.lit(False)
-        status = F.when(~F.col("valid"), "dead").when(late_condition, "late").otherwise("valid")
-        classified = parsed.withColumn("status", status).withColumn("batch_id", F.lit(batch_id).cast("long"))
-
-        counts = (
-            classified.groupBy("status")
-            .agg(
-                F.count("*").alias("n"),
-                F.percentile_approx(F.unix_micros("timestamp"), [0.05, 0.5], 10_000).alias("ts_q"),
-            )
-            .collect()
+        behind = (
+            pc.fill_null(pc.less(event_time, pa.scalar(watermark, event_time.type)), False)
+            if watermark
+            else pa.repeat(pa.scalar(False), rows.num_rows)
         )
-        by_status: Counter[str] = Counter()
-        ts_quantiles = None
-        for row in counts:
-            by_status[row["status"]] += row["n"]
-            if row["status"] == "valid":
-                ts_quantiles = row["ts_q"]
-        metrics.valid, metrics.dead_letters, metrics.late = (
-            by_status["valid"],
-            by_status["dead"],
-            by_status["late"],
+        late_mask = pc.and_(valid, behind)
+        on_time = pc.and_(valid, pc.invert(behind))
+        dead_mask = pc.invert(valid)
+        metrics.valid = pc.sum(on_time).as_py() or 0
+        metrics.late = pc.sum(late_mask).as_py() or 0
+        metrics.dead_letters = metrics.rows_in - metrics.valid - metrics.late
+        batch_ids = pa.repeat(pa.scalar(batch_id, pa.int64()), rows.num_rows)
+        rows = rows.append_column("batch_id", batch_ids).rename_columns(
+            ["kafka_timestamp" if name == "timestamp" else name for name in rows.column_names] + ["batch_id"]
         )
         lap("classify")
-        self._write_bronze(classified, batch_id, metrics.rows_in)
+
+        bronze = rows.select(list(_BRONZE_SOURCE)).rename_columns(list(_BRONZE_NAMES))
+        topic = pa.repeat(pa.scalar(self.topic), rows.num_rows)
+        self.bronze.write(bronze.add_column(0, "topic", topic), batch_id, "timestamp")
         lap("bronze")
-        sessions = self._write_valid(classified, batch_id, metrics.valid, lap)
-        metrics.dead_by_reason = self._write_dead_letters(classified, batch_id, metrics.dead_letters)
+        kept = rows.filter(on_time)
+        self.silver.write(kept.select(_silver_columns(rows)), batch_id, "event_time")
+        lap("silver")
+        sessions = kept.select(list(SESSION_COLUMNS))
+        metrics.dead_by_reason = self._write_dead_letters(rows.filter(dead_mask), batch_id)
         lap("dead_letter")
-        self._write_late(classified, batch_id, metrics.late, watermark)
+        self._write_late(rows.filter(late_mask), batch_id, watermark)
         lap("late")
 
         record = BatchRecord(
@@ -248,99 +245,81 @@ class MicroBatchProcessor:
         lap("publish")
         metrics.committed_at = time.time()
         metrics.duration_s = metrics.committed_at - started
-        if ts_quantiles:
-            p05, p50 = ts_quantiles
+        if kept.num_rows:
+            sent = np.asarray(pc.cast(kept.column("kafka_timestamp"), pa.int64()).to_numpy(), dtype=float)
+            p05, p50 = (float(q) for q in np.percentile(sent, [5, 50]))
             metrics.latency_p95_s = metrics.committed_at - p05 / 1e6
             metrics.latency_p50_s = metrics.committed_at - p50 / 1e6
         return metrics
 
     # -- sinks ----------------------------------------------------------------------------------------
-    @staticmethod
-    def _date_hour(frame: DataFrame, column: str) -> DataFrame:
-        return frame.withColumn("date", F.date_format(column, "yyyy-MM-dd")).withColumn(
-            "hour", F.hour(column)
-        )
-
-    def _write_bronze(self, classified: DataFrame, batch_id: int, rows: int) -> None:
-        bronze = classified.select(
-            F.lit(self.topic).alias("topic"), "partition", "offset", "key", "value", "timestamp", "batch_id"
-        )
-        self.bronze.write(self._date_hour(bronze, "timestamp"), batch_id, rows)
-
-    def _write_valid(
-        self, classified: DataFrame, batch_id: int, rows: int, lap: Callable[[str], None]
-    ) -> Any:
-        if rows == 0:
-            return pa.table({})
-        valid = classified.where(F.col("status") == "valid").select(
-            *EVENT_COLUMNS, "partition", "offset", F.col("timestamp").alias("kafka_timestamp"), "batch_id"
-        )
-        # Not cached: recomputing the broadcast joins for the Silver write costs less CPU than building an
-        # in-memory copy of ~45 columns (measured per event in bench/bench_streaming.py).
-        enriched = enrich(valid, self.dims)
-        table = session_rows(enriched).toArrow()
-        lap("aggregate")
-        self.silver.write(self._date_hour(enriched, "event_time"), batch_id, rows)
-        lap("silver")
-        return table
-
-    def _write_dead_letters(self, classified: DataFrame, batch_id: int, rows: int) -> dict[str, int]:
+    def _write_dead_letters(self, dead: pa.Table, batch_id: int) -> dict[str, int]:
         """Dead letters, with reasons, to Parquet and the DLQ topic; returns counts per reason.
 
-        The few rejected rows are collected and explained by the shared Python validator: the exact Spark
-        expression is too large for code generation, and one interpreted Spark job costs more than
-        validating a few thousand messages in Python.
+        The reasons come from the shared Python validator: the exact Spark expression is too large for code
+        generation, and the few rejected messages are validated in milliseconds in Python.
         """
-        if rows == 0:
+        if dead.num_rows == 0:
             return {}
-        collected = (
-            classified.where(F.col("status") == "dead")
-            .select(
-                "partition", "offset", "key", "value", F.unix_micros("timestamp").alias("ts"), SCHEMA_VALID
-            )
-            .collect()
-        )
-        errors = [python_errors(r["value"], r[SCHEMA_VALID]) for r in collected]
+        values = dead.column("value").to_pylist()
+        errors = [
+            python_errors(value, bool(schema_valid))
+            for value, schema_valid in zip(values, dead.column(SCHEMA_VALID).to_pylist(), strict=True)
+        ]
         reasons = [reason_code(e[0]) for e in errors]
-        table = pa.table(
-            {
-                "partition": pa.array([r["partition"] for r in collected], pa.int32()),
-                "offset": pa.array([r["offset"] for r in collected], pa.int64()),
-                "key": pa.array([r["key"] for r in collected], pa.binary()),
-                "value": pa.array([r["value"] for r in collected], pa.binary()),
-                "value_text": pa.array([_text(r["value"]) for r in collected], pa.string()),
-                "timestamp": pa.array([r["ts"] for r in collected], pa.timestamp("us", tz="UTC")),
-                "reason": pa.array(reasons, pa.string()),
-                "errors": pa.array(errors, pa.list_(pa.string())),
-                "batch_id": pa.array([batch_id] * len(collected), pa.int64()),
-            }
+        table = dead.select(["partition", "offset", "key", "value"]).append_column(
+            "value_text", pa.array([_text(v) for v in values], pa.string())
         )
-        self.dead_letter.write_arrow(table, batch_id, "timestamp")
+        table = (
+            table.append_column("timestamp", dead.column("kafka_timestamp"))
+            .append_column("reason", pa.array(reasons, pa.string()))
+            .append_column("errors", pa.array(errors, pa.list_(pa.string())))
+            .append_column("batch_id", dead.column("batch_id"))
+        )
+        self.dead_letter.write(table, batch_id, "timestamp")
         if self.dlq is not None:
-            self.dlq.publish(
-                [
-                    {
-                        "partition": r["partition"],
-                        "offset": r["offset"],
-                        "key": r["key"],
-                        "value": r["value"],
-                        "reason": reason,
-                        "errors": error,
-                    }
-                    for r, reason, error in zip(collected, reasons, errors, strict=True)
-                ]
-            )
+            published = ["partition", "offset", "key", "value", "reason", "errors"]
+            self.dlq.publish(table.select(published).to_pylist())
         return dict(Counter(reasons))
 
-    def _write_late(
-        self, classified: DataFrame, batch_id: int, rows: int, watermark: datetime | None
-    ) -> None:
-        if rows == 0:
+    def _write_late(self, late: pa.Table, batch_id: int, watermark: datetime | None) -> None:
+        if late.num_rows == 0:
             return
-        behind = (F.unix_micros(F.lit(watermark)) - F.unix_micros("event_time")) / 1e6
-        late = classified.where(F.col("status") == "late").select(
-            *EVENT_COLUMNS, "partition", "offset", F.col("timestamp").alias("kafka_timestamp"), "batch_id",
-            F.lit(watermark).alias("watermark"),
-            behind.alias("behind_watermark_s"),
-        )  # fmt: skip
-        self.late.write(self._date_hour(late, "event_time"), batch_id, rows)
+        mark = pa.scalar(watermark, late.column("event_time").type)
+        behind_s = pc.divide(
+            pc.cast(pc.subtract(pa.repeat(mark, late.num_rows), late.column("event_time")), pa.int64()), 1e6
+        )
+        table = (
+            late.select([*EVENT_COLUMNS, "partition", "offset", "kafka_timestamp", "batch_id"])
+            .append_column("watermark", pa.repeat(mark, late.num_rows))
+            .append_column("behind_watermark_s", behind_s)
+        )
+        self.late.write(table, batch_id, "event_time")
+
+
+# Bronze: every message as received, with its Kafka coordinates (and the topic in front).
+_BRONZE_SOURCE = ("partition", "offset", "key", "value", "kafka_timestamp", "batch_id")
+_BRONZE_NAMES = ("partition", "offset", "key", "value", "timestamp", "batch_id")
+_NOT_SILVER = frozenset({"key", "value", "valid", SCHEMA_VALID})
+
+
+def _silver_columns(rows: pa.Table) -> list[str]:
+    """Silver: the event, its Kafka coordinates and batch, then the dimensions, flags and window."""
+    leading = [*EVENT_COLUMNS, "partition", "offset", "kafka_timestamp", "batch_id"]
+    return leading + [c for c in rows.column_names if c not in leading and c not in _NOT_SILVER]
+
+
+def _offsets(rows: pa.Table) -> dict[str, list[int]]:
+    """partition → [first offset, last offset + 1] of the batch."""
+    if rows.num_rows == 0:
+        return {}
+    summary = rows.group_by("partition").aggregate([("offset", "min"), ("offset", "max")])
+    return {
+        str(p): [first, last + 1]
+        for p, first, last in zip(
+            summary.column("partition").to_pylist(),
+            summary.column("offset_min").to_pylist(),
+            summary.column("offset_max").to_pylist(),
+            strict=True,
+        )
+    }

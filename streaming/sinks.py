@@ -1,11 +1,11 @@
 """Micro-batch sinks that stay exactly-once when Spark replays a batch: Parquet folders and the DLQ topic.
 
-**Parquet** (``speed/bronze``, ``speed/silver``, ``speed/dead_letter``, ``speed/late``): Spark writes a
-batch into a private staging folder, then each file is renamed into the table as
-``<partition dirs>/batch-<id>-<part file>``. A replay of the same batch id first removes that batch's
-files from the partitions it writes, so after any number of crashes and replays each batch is in the
-table exactly once. Readers may briefly see a batch half-moved (a rename per file); the ledger in
-``realtime.duckdb`` tells which batches are complete.
+**Parquet** (``speed/bronze``, ``speed/silver``, ``speed/dead_letter``, ``speed/late``): the driver
+writes each batch's rows, which it holds as Arrow, as one file per date/hour folder named
+``batch-<id>-part-0.parquet``, written under a hidden name and then renamed. A replay of the same batch
+id first removes that batch's files from the folders it writes, so after any number of crashes and
+replays each batch is in the table exactly once. On GCS a rename is copy + delete, so readers may
+briefly see part of a batch; the ledger in ``realtime.duckdb`` tells which batches are complete.
 
 **Dead-letter topic**: rejected messages are re-published with their reason in headers, keyed as the
 original. Kafka without transactions (and Tansu's transactions do not isolate readers) cannot make this
@@ -23,81 +23,66 @@ import posixpath
 from collections.abc import Sequence
 from typing import Any
 
-from pyspark.sql import DataFrame
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from netflix_assets.bucket import Bucket
 
 log = logging.getLogger(__name__)
 
-STAGING = "speed/_staging"
-SINGLE_FILE_BELOW_ROWS = 50_000  # smaller batches are written as one file per partition folder
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # what Hive-style readers take for a null partition value
 
 
 def batch_prefix(batch_id: int) -> str:
     return f"batch-{batch_id:010d}-"
 
 
+def _same(values: pa.Array, value: object) -> pa.Array:
+    """Element-wise equality where null equals null (a null partition value is a group too)."""
+    return pc.is_null(values) if value is None else pc.equal(values, pa.scalar(value, values.type))
+
+
 class BatchParquetSink:
     """One Parquet table under the bucket, written once per micro-batch, replay-safe."""
 
-    def __init__(self, bucket: Bucket, key: str, partition_by: Sequence[str]) -> None:
+    def __init__(self, bucket: Bucket, key: str) -> None:
         self.bucket = bucket
         self.key = key
         self.name = posixpath.basename(key)
-        self.partition_by = tuple(partition_by)
 
-    def write(self, frame: DataFrame, batch_id: int, rows: int) -> int:
-        """Write ``frame`` (``rows`` rows, counted by the caller) as batch ``batch_id``; returns files."""
-        staging = f"{STAGING}/{self.name}/batch={batch_id}"
-        self.bucket.delete(staging, recursive=True)
-        if rows == 0:
-            return 0
-        if rows < SINGLE_FILE_BELOW_ROWS:
-            frame = frame.coalesce(1)
-        frame.write.mode("overwrite").partitionBy(*self.partition_by).parquet(self.bucket.uri(staging))
-        fs = self.bucket.fs
-        staged_root = self.bucket.path(staging).rstrip("/") + "/"
-        staged = sorted(p for p in fs.find(staged_root) if p.endswith(".parquet"))
-        prefix = batch_prefix(batch_id)
-        cleared: set[str] = set()
-        for source in staged:
-            relative_dir, filename = posixpath.split(source[len(staged_root) :])
-            target_dir = self.bucket.path(posixpath.join(self.key, relative_dir))
-            if target_dir not in cleared:
-                self._remove_batch_files(target_dir, prefix)
-                cleared.add(target_dir)
-            fs.makedirs(target_dir, exist_ok=True)
-            fs.mv(source, posixpath.join(target_dir, prefix + filename))
-        self.bucket.delete(staging, recursive=True)
-        return len(staged)
+    def write(self, table: pa.Table, batch_id: int, timestamp_column: str) -> int:
+        """Write ``table`` as batch ``batch_id``, one file per date/hour of ``timestamp_column``, under
+        names a replay of the batch overwrites (write to a hidden name, then rename). Returns files.
 
-    def write_arrow(self, table: Any, batch_id: int, timestamp_column: str) -> int:
-        """Write a driver-side Arrow table as batch ``batch_id``, one file per date/hour of
-        ``timestamp_column``, under the same names a replay overwrites (write, then rename)."""
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
+        The driver writes the micro-batch it already holds as Arrow: a Spark write job per sink cost more
+        (a job, a row→column conversion and a commit protocol each) than the Parquet encoding itself.
+        """
         if table.num_rows == 0:
             return 0
         when = table.column(timestamp_column)
-        dates = pc.strftime(when, format="%Y-%m-%d").to_pylist()
-        hours = pc.hour(when).to_pylist()
-        groups: dict[tuple[str, int], list[int]] = {}
-        for i, key in enumerate(zip(dates, hours, strict=True)):
-            groups.setdefault(key, []).append(i)
+        dates = pc.strftime(when, format="%Y-%m-%d")
+        hours = pc.hour(when)
+        groups = pa.table({"date": dates, "hour": hours}).group_by(["date", "hour"]).aggregate([])
         prefix = batch_prefix(batch_id)
-        for (date, hour), rows in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), kv[0][1] or -1)):
+        for date, hour in sorted(
+            zip(groups.column("date").to_pylist(), groups.column("hour").to_pylist(), strict=True),
+            key=lambda key: (key[0] or "", -1 if key[1] is None else key[1]),
+        ):
+            rows = table.filter(
+                pc.and_kleene(_same(dates, date), _same(hours, hour)).fill_null(False)  # type: ignore[arg-type]
+            )
             directory = self.bucket.path(
-                f"{self.key}/date={date or '__HIVE_DEFAULT_PARTITION__'}/hour={'' if hour is None else hour}"
+                f"{self.key}/date={date or HIVE_NULL}/hour={HIVE_NULL if hour is None else hour}"
             )
             self._remove_batch_files(directory, prefix)
             self.bucket.fs.makedirs(directory, exist_ok=True)
-            target = posixpath.join(directory, f"{prefix}driver.parquet")
-            tmp = posixpath.join(directory, f".{prefix}driver.parquet.tmp")
+            target = posixpath.join(directory, f"{prefix}part-0.parquet")
+            tmp = posixpath.join(directory, f".{prefix}part-0.parquet.tmp")
             with self.bucket.fs.open(tmp, "wb") as handle:
-                pq.write_table(table.take(rows), handle)
+                pq.write_table(rows, handle)
             self.bucket.fs.mv(tmp, target)
-        return len(groups)
+        return groups.num_rows
 
     def _remove_batch_files(self, directory: str, prefix: str) -> None:
         fs = self.bucket.fs

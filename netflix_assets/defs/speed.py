@@ -224,7 +224,10 @@ def definitions(settings: Settings) -> Definitions:
             "late": summary.late,
             "stopped_by": summary.stopped_by,
             "run_seconds": round(summary.elapsed_s, 1),
+            "broker_resets": summary.broker_resets,
         }
+        if summary.resets:
+            totals["broker_reset_details"] = MetadataValue.json([r.to_dict() for r in summary.resets])
         for spec in SPECS:
             yield MaterializeResult(asset_key=spec.key, metadata=totals)
 
@@ -265,7 +268,8 @@ def _run_stream_in_dagster(
     Dagster delivers a UI termination to the main thread as ``DagsterExecutionInterruptedError``; the
     query is then stopped after its current micro-batch and the interruption re-raised.
     """
-    from streaming.job import GRACEFUL_STOP_TIMEOUT_S, run_stream
+    from streaming.broker_reset import BrokerReset
+    from streaming.job import GRACEFUL_STOP_TIMEOUT_S, QUERY_NAME, run_stream
 
     batches: queue.Queue[Any] = queue.Queue()
     stop = threading.Event()
@@ -285,6 +289,7 @@ def _run_stream_in_dagster(
                 on_batch=batches.put,
                 spark=spark,
                 client_conf=conf,
+                on_reset=batches.put,
             )
         except BaseException as exc:  # reported by the main thread
             outcome["error"] = exc
@@ -294,9 +299,13 @@ def _run_stream_in_dagster(
     try:
         while worker.is_alive() or not batches.empty():
             try:
-                _log_batch(context, batches.get(timeout=0.5), paths)
+                item = batches.get(timeout=0.5)
             except queue.Empty:
                 continue
+            if isinstance(item, BrokerReset):  # the embedded broker came back empty
+                context.log.error(item.message(QUERY_NAME, settings.kafka_topic))
+            else:
+                _log_batch(context, item, paths)
     except (DagsterExecutionInterruptedError, KeyboardInterrupt):
         context.log.warning("run terminated: stopping the streaming query after its current micro-batch")
         stop.set()
@@ -317,9 +326,11 @@ def _observe_topic(kafka: KafkaResource, bucket: BucketResource) -> dict[str, An
 
     ends = kafka.end_offsets()
     progress = read_progress(bucket.get(), checkpoint_key())
-    lag = progress.lag(ends)
+    cluster = kafka.cluster_id()
+    # A checkpoint from another cluster (the embedded broker restarted empty) has consumed nothing here.
+    lag = sum(ends.values()) if progress.cluster_id not in (None, cluster) else progress.lag(ends)
     return {
-        "data_version": DataVersion(f"{kafka.cluster_id()}:{sum(ends.values())}"),
+        "data_version": DataVersion(f"{cluster}:{sum(ends.values())}"),
         "metadata": {
             "end_offsets": MetadataValue.json({str(p): o for p, o in sorted(ends.items())}),
             "messages": sum(ends.values()),

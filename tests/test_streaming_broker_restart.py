@@ -1,0 +1,167 @@
+"""The embedded broker restarts empty: the stream recovers loudly; on a real Kafka cluster it keeps failing.
+
+Real Tansu on 127.0.0.1, real Spark (``local[2]``). Expectations come from what the producer reported it
+sent (exact delivery accounting, poison counted by kind), never from the stream under test.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import duckdb
+import pytest
+from pyspark.sql import SparkSession
+
+from netflix_assets.broker import EmbeddedBroker, default_topics
+from netflix_assets.bucket import Bucket
+from netflix_assets.settings import Settings
+from netflix_assets.warehouse import WarehouseLayout
+from producer.publish import ProduceReport, produce
+from producer.sources import Catalog, synthetic_source
+from streaming.broker_reset import (
+    ARCHIVE_DIR,
+    archive_checkpoint,
+    batch_base_key,
+    read_batch_base,
+    write_batch_base,
+)
+from streaming.job import StreamFailedError, StreamSummary, checkpoint_key, run_stream
+from tests.spark_fixtures import spark_session_fixture, write_dimensions  # noqa: F401
+
+FIRST, SECOND, PER_TRIGGER = 600, 400, 250  # several batches per run, so batch ids really collide
+SPEED_TABLES = ("bronze", "silver", "dead_letter", "late")
+
+
+def stream_settings(data_dir: Path, bootstrap_servers: str | None = None) -> Settings:
+    return Settings(
+        _env_file=None, data_dir=data_dir, kafka_bootstrap_servers=bootstrap_servers,
+        spark_master="local[2]", spark_shuffle_partitions=2, spark_driver_memory="1g",
+        stream_max_events_per_trigger=PER_TRIGGER,
+    )  # fmt: skip
+
+
+def publish(settings: Settings, count: int, seed: int, conf: dict[str, str] | None = None) -> ProduceReport:
+    source = synthetic_source(Catalog.from_bucket(Bucket.from_settings(settings)), seed=seed)
+    report = produce(settings, source, rate=0, count=count, poison_rate=0.05, seed=seed, client_conf=conf)
+    assert report.acked == count, report.summary()
+    return report
+
+
+def stream(settings: Settings, spark: SparkSession) -> StreamSummary:
+    spark.conf.set("spark.sql.shuffle.partitions", "2")
+    return run_stream(settings, available_now=True, spark=spark, publish_dead_letters=False)
+
+
+def parquet_files(bucket: Bucket) -> set[str]:
+    return {str(p) for t in SPEED_TABLES for p in bucket.local_path(f"speed/{t}").rglob("*.parquet")}
+
+
+@pytest.mark.slow
+def test_embedded_broker_restart_archives_the_checkpoint_and_loses_nothing_already_committed(
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = stream_settings(tmp_path / "data")  # no bootstrap servers: the embedded broker
+    bucket = Bucket.from_settings(settings)
+    write_dimensions(bucket, users=20, movies=10)
+    with EmbeddedBroker(settings, topics=default_topics(settings)) as broker:  # found via its state file
+        first = publish(settings, FIRST, seed=1)
+        before = stream(settings, spark)
+        assert before.batches >= 3 and before.broker_resets == 0
+        first_files = parquet_files(bucket)
+        old_cluster = broker.cluster_id
+
+        broker.restart()  # memory-only: comes back empty, with a new cluster id; topics recreated
+        second = publish(settings, SECOND, seed=2)
+        with caplog.at_level(logging.INFO, logger="streaming"):
+            after = stream(settings, spark)
+
+    assert after.broker_resets == 1 and len(after.resets) == 1
+    reset = after.resets[0]
+    assert reset.previous_cluster == old_cluster and reset.cluster == broker.cluster_id
+    archived = list(bucket.local_path(ARCHIVE_DIR).glob("watch_events-*"))
+    assert len(archived) == 1 and (archived[0] / "commits").is_dir()
+    assert reset.archived_to == str(archived[0])
+    last_first_run = before.last.batch_id if before.last else -1
+    base = json.loads(bucket.read_bytes(batch_base_key(checkpoint_key())))["batch_id_base"]
+    assert base == reset.batch_id_base == last_first_run + 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("LOST from the speed layer" in m and str(archived[0]) in m for m in errors), errors
+    assert any("batch layer is unaffected" in m and old_cluster in m for m in errors), errors
+
+    con = duckdb.connect()
+    layout = WarehouseLayout.from_settings(settings)
+    engagement = layout.realtime_snapshot("engagement_health_realtime")
+    sessions = con.sql(f"SELECT sum(total_sessions) FROM read_parquet('{engagement}')").fetchall()[0][0]
+    assert sessions == first.valid + second.valid  # no late events produced: every valid one is a session
+    ledger = con.sql(
+        f"SELECT batch_id, valid FROM read_parquet('{layout.realtime_snapshot('stream_batches')}')"
+    ).fetchall()
+    assert len(ledger) == before.batches + after.batches  # no new batch skipped as "already committed"
+    assert sum(v for _, v in ledger) == first.valid + second.valid
+
+    speed = bucket.local_path("speed")
+    bronze = con.sql(
+        f'SELECT count(*), count(DISTINCT (batch_id, "partition", "offset")), min(batch_id) FILTER '
+        f"(WHERE batch_id >= {base}) FROM read_parquet('{speed}/bronze/**/*.parquet', hive_partitioning=true)"
+    ).fetchall()[0]
+    assert bronze[:2] == (FIRST + SECOND, FIRST + SECOND), f"Bronze holds {bronze[:2]} of {FIRST + SECOND}"
+    assert bronze[2] == base  # the second run's batches are numbered after the first run's
+    dead = con.sql(
+        f"SELECT count(*) FROM read_parquet('{speed}/dead_letter/**/*.parquet', hive_partitioning=true)"
+    ).fetchall()[0][0]
+    assert dead == first.poison_total + second.poison_total
+    assert first_files <= parquet_files(bucket), "files of the first run were deleted"
+
+
+@pytest.mark.slow
+def test_real_kafka_is_never_reset(spark: SparkSession, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    plain = Settings(_env_file=None, data_dir=data_dir)
+    with EmbeddedBroker(plain, record_state=False, topics=default_topics(plain)) as broker:
+        settings = stream_settings(data_dir, broker.bootstrap_servers)  # treated as an external cluster
+        bucket = Bucket.from_settings(settings)
+        write_dimensions(bucket, users=5, movies=5)
+        first = publish(settings, 100, seed=3)
+        assert stream(settings, spark).valid == first.valid
+        committed = sorted(p.name for p in bucket.local_path(f"{checkpoint_key()}/commits").iterdir())
+        broker.restart()
+        publish(settings, 50, seed=4)
+        with pytest.raises(StreamFailedError) as failed:
+            stream(settings, spark)
+    message = str(failed.value)
+    assert "BrokerDataLossError" in message and "lost data this query already consumed" in message
+    assert "real Kafka cluster" in message and "cluster id changed" in message
+    assert not bucket.exists(ARCHIVE_DIR) and not bucket.exists(batch_base_key(checkpoint_key()))
+    assert sorted(p.name for p in bucket.local_path(f"{checkpoint_key()}/commits").iterdir()) == committed
+
+
+@pytest.fixture(params=["local", "gcs"])
+def any_bucket(request: pytest.FixtureRequest, tmp_path: Path) -> Bucket:
+    if request.param == "local":
+        return Bucket.from_settings(Settings(_env_file=None, bucket_url=str(tmp_path / "bucket")))
+    endpoint = request.getfixturevalue("gcs_emulator")
+    return Bucket.from_settings(
+        Settings(_env_file=None, bucket_url=f"gs://netflix-test/{tmp_path.name}", gcs_endpoint=endpoint)
+    )
+
+
+def test_archive_moves_every_checkpoint_file_and_the_base_round_trips(any_bucket: Bucket) -> None:
+    checkpoint = checkpoint_key()
+    files = {f"{checkpoint}/{name}": f"content of {name}".encode() for name in (
+        "metadata", "offsets/0", "offsets/1", "offsets/.1.crc", "commits/0", "sources/0/0",
+    )}  # fmt: skip
+    for key, data in files.items():
+        any_bucket.write_bytes(key, data)
+    assert read_batch_base(any_bucket, checkpoint) == 0
+    archived = archive_checkpoint(any_bucket, checkpoint, "20250101T000000Z")
+    assert archived == f"{ARCHIVE_DIR}/watch_events-20250101T000000Z"
+    for key, data in files.items():
+        assert any_bucket.read_bytes(key.replace(checkpoint, archived, 1)) == data
+    assert not any_bucket.exists(f"{checkpoint}/offsets/0") and not any_bucket.exists(checkpoint)
+    write_batch_base(any_bucket, checkpoint, 7, "test")
+    assert read_batch_base(any_bucket, checkpoint) == 7
+    any_bucket.write_bytes(batch_base_key(checkpoint), b"{not json")
+    with pytest.raises(ValueError, match=r"batch_base\.json"):
+        read_batch_base(any_bucket, checkpoint)
