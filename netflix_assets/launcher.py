@@ -10,6 +10,7 @@ and SIGTERM reset to their defaults.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -19,11 +20,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from netflix_assets.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger("netflix_assets.launcher")
 
 BATCH_SELECTION = "group:raw or group:silver or group:gold"
+LEFTOVER_GRACE_S = 45.0  # a streaming run finishes its micro-batch (~10 s trigger) and stops Spark
 DAGSTER_YAML = """\
 # Written by `netflix-lambda up`. Local instance: sqlite storage under this folder.
 telemetry:
@@ -36,6 +40,35 @@ concurrency:
     # dbt builds DuckDB with a single writer (docs/architecture.md): one run at a time per pool.
     default_limit: 1
 """
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _stop_leftovers(processes: list[psutil.Process], grace_s: float = LEFTOVER_GRACE_S) -> None:
+    """SIGTERM what is still running (a streaming run stops after its current micro-batch and records
+    its end in Dagster), then SIGKILL whatever has not exited after ``grace_s``."""
+    alive = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    if not alive:
+        return
+    log.info(
+        "%d process(es) started by Dagster (runs, Spark) still running after the UI stopped; terminating: %s",
+        len(alive),
+        ", ".join(f"{p.pid} {' '.join(p.cmdline()[:3])[:60]}" for p in alive if p.is_running()),
+    )
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _gone, stuck = psutil.wait_procs(alive, timeout=grace_s)
+    for process in stuck:
+        log.warning("pid %d did not stop within %.0f s of SIGTERM; killing it", process.pid, grace_s)
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(stuck, timeout=10)
 
 
 def _reset_signals() -> None:
@@ -87,9 +120,15 @@ class Supervisor:
         return proc
 
     def stop_all(self) -> None:
-        """Stop children newest first (UI, then producer, then broker), SIGKILL after a grace period."""
+        """Stop children newest first (UI, then producer, then broker), SIGKILL after a grace period.
+
+        Runs that ``dagster dev`` launched (the streaming run and its Spark JVM) are its descendants but
+        outlive it: they are collected before the stop and terminated afterwards if still there.
+        """
+        launched = []
         for name, proc in reversed(self.children):
             if proc.poll() is None:
+                launched += _descendants(proc.pid)
                 log.info("stopping %s (pid %d)", name, proc.pid)
                 proc.send_signal(signal.SIGINT if name == "dagster dev" else signal.SIGTERM)
         for name, proc in reversed(self.children):
@@ -100,6 +139,7 @@ class Supervisor:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
         self.children.clear()
+        _stop_leftovers(launched)
 
     def wait(self) -> int:
         """Block until Ctrl-C/SIGTERM or until a child dies (which is an outage worth surfacing)."""

@@ -114,6 +114,14 @@ class Settings(BaseSettings):
         ge=0,
         description="Admission control: most Kafka messages read per micro-batch (0 = no limit).",
     )
+    stream_min_tasks_per_batch: int = Field(
+        0,
+        ge=0,
+        description=(
+            "Spark tasks a micro-batch's Kafka ranges are cut into at least (0 = twice Spark's default "
+            "parallelism, so every core stays busy whatever the partition count)."
+        ),
+    )
     stream_retention_hours: float = Field(
         48.0, gt=0, description="Windows kept in realtime.duckdb, counted back from the newest event time."
     )

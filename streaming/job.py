@@ -141,6 +141,7 @@ def run_stream(
         settings.stream_max_events_per_trigger if max_events_per_trigger is None else max_events_per_trigger
     )
     checkpoint = checkpoint_key(query_name)
+    tasks = settings.stream_min_tasks_per_batch or 2 * spark.sparkContext.defaultParallelism
     summary = StreamSummary()
 
     def record(metrics: BatchMetrics) -> None:
@@ -163,7 +164,9 @@ def run_stream(
                 source(spark)
                 if source is not None
                 else spark.readStream.format(SOURCE_NAME)
-                .options(**source_options(conf, settings.kafka_topic, max_per_trigger=limit))
+                .options(
+                    **source_options(conf, settings.kafka_topic, max_per_trigger=limit, minPartitions=tasks)
+                )
                 .load()
             )
             writer = (

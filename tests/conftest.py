@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from netflix_assets.bucket import Bucket
 from netflix_assets.settings import Settings
 
 BIN = Path(sys.executable).parent
@@ -72,4 +73,15 @@ def settings(tmp_path: Path) -> Settings:
         spark_master="local[2]",
         spark_shuffle_partitions=4,
         spark_driver_memory="2g",
+    )
+
+
+@pytest.fixture(params=["local", "gcs"])
+def any_bucket(request: pytest.FixtureRequest, tmp_path: Path) -> Bucket:
+    """The same tests on a local folder and on the GCS emulator (the production bucket's protocol)."""
+    if request.param == "local":
+        return Bucket.from_settings(Settings(_env_file=None, bucket_url=str(tmp_path / "bucket")))
+    endpoint = request.getfixturevalue("gcs_emulator")
+    return Bucket.from_settings(
+        Settings(_env_file=None, bucket_url=f"gs://netflix-test/{tmp_path.name}", gcs_endpoint=endpoint)
     )

@@ -8,17 +8,11 @@ from pathlib import Path
 import pytest
 
 from netflix_assets.bucket import Bucket
-from netflix_assets.settings import Settings
 
 
-@pytest.fixture(params=["local", "gcs"])
-def bucket(request: pytest.FixtureRequest, tmp_path: Path) -> Bucket:
-    if request.param == "local":
-        return Bucket.from_settings(Settings(_env_file=None, bucket_url=str(tmp_path / "bucket")))
-    endpoint = request.getfixturevalue("gcs_emulator")
-    return Bucket.from_settings(
-        Settings(_env_file=None, bucket_url=f"gs://netflix-test/{tmp_path.name}", gcs_endpoint=endpoint)
-    )
+@pytest.fixture
+def bucket(any_bucket: Bucket) -> Bucket:
+    return any_bucket
 
 
 def test_write_read_list_delete(bucket: Bucket) -> None:

@@ -1,4 +1,5 @@
-"""`netflix-lambda up` serves the UI on 127.0.0.1 and really stops, children included, on SIGTERM/SIGINT.
+"""`netflix-lambda up` serves the UI on 127.0.0.1, fills the realtime KPIs within a minute, and really stops,
+children included (the sensor-launched streaming run too), on SIGTERM/SIGINT.
 
 The launcher is started the way a non-interactive shell starts a background job, with SIGINT ignored:
 that is the condition under which a bare `dagster dev` ignores both SIGINT and SIGTERM.
@@ -20,6 +21,7 @@ import pytest
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
+REALTIME_WITHIN_S = 60.0
 
 
 def _ignore_sigint() -> None:
@@ -42,6 +44,36 @@ def _wait_for_ui(port: int, proc: subprocess.Popen, log: Path, timeout: float = 
     raise TimeoutError(f"Dagster UI not up on 127.0.0.1:{port} after {timeout}s")
 
 
+def _wait_for_realtime_sessions(data_dir: Path, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Sessions in the published ``engagement_health_realtime`` within ``timeout`` s of the UI serving.
+
+    The README promises a newcomer sees the realtime KPIs fill within a minute of start: the sensor
+    launches the streaming run, the producer's 5 ev/s reach the warehouse snapshot readers use.
+    """
+    import duckdb
+
+    from netflix_assets.settings import Settings
+    from netflix_assets.warehouse import WarehouseLayout
+
+    snapshot = WarehouseLayout.from_settings(Settings(_env_file=None, data_dir=data_dir)).realtime_snapshot(
+        "engagement_health_realtime"
+    )
+    started = time.monotonic()
+    sessions = 0
+    while time.monotonic() - started < timeout:
+        assert proc.poll() is None, f"launcher exited early:\n{log.read_text()[-3000:]}"
+        if snapshot.exists():
+            query = f"SELECT coalesce(sum(total_sessions), 0) FROM read_parquet('{snapshot}')"
+            sessions = duckdb.sql(query).fetchall()[0][0]
+            if sessions > 0:
+                return
+        time.sleep(2)
+    raise AssertionError(
+        f"engagement_health_realtime had {sessions} sessions {timeout:.0f} s after the UI came up "
+        f"({snapshot}):\n{log.read_text()[-3000:]}"
+    )
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_launcher_serves_ui_and_stops_all_children(tmp_path: Path, stop_signal: signal.Signals) -> None:
     port = free_port()
@@ -62,8 +94,11 @@ def test_launcher_serves_ui_and_stops_all_children(tmp_path: Path, stop_signal: 
         for expected in ("dagster", "tansu", "produce"):
             assert any(expected in command for command in commands), f"no {expected} process in {commands}"
         assert (tmp_path / "data" / "bucket" / "raw" / "users.csv").exists()
+        if stop_signal == signal.SIGTERM:  # once is enough: the stream's start-up costs ~a minute of CPU
+            _wait_for_realtime_sessions(tmp_path / "data", proc, log_path, timeout=REALTIME_WITHIN_S)
+            descendants = psutil.Process(proc.pid).children(recursive=True)  # now with the streaming run
         proc.send_signal(stop_signal)
-        proc.wait(timeout=60)
+        proc.wait(timeout=120)
         _gone, alive = psutil.wait_procs(descendants, timeout=30)
         assert alive == [], f"still running after stop: {[p.cmdline() for p in alive]}"
         with pytest.raises(OSError):

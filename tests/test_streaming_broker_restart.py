@@ -137,16 +137,6 @@ def test_real_kafka_is_never_reset(spark: SparkSession, tmp_path: Path) -> None:
     assert sorted(p.name for p in bucket.local_path(f"{checkpoint_key()}/commits").iterdir()) == committed
 
 
-@pytest.fixture(params=["local", "gcs"])
-def any_bucket(request: pytest.FixtureRequest, tmp_path: Path) -> Bucket:
-    if request.param == "local":
-        return Bucket.from_settings(Settings(_env_file=None, bucket_url=str(tmp_path / "bucket")))
-    endpoint = request.getfixturevalue("gcs_emulator")
-    return Bucket.from_settings(
-        Settings(_env_file=None, bucket_url=f"gs://netflix-test/{tmp_path.name}", gcs_endpoint=endpoint)
-    )
-
-
 def test_archive_moves_every_checkpoint_file_and_the_base_round_trips(any_bucket: Bucket) -> None:
     checkpoint = checkpoint_key()
     files = {f"{checkpoint}/{name}": f"content of {name}".encode() for name in (
