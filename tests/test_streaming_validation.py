@@ -91,10 +91,14 @@ def test_fast_path_agrees_with_the_exact_rules(spark: Any) -> None:
         "try_parse_json(CAST(value AS STRING)) AS v"
     )
     frame = frame.selectExpr("*", f"{validation.fields_struct_sql('v')} AS {validation.FIELDS_COLUMN}")
+    frame = frame.selectExpr("*", *validation._typed_columns_sql())
     rows = frame.selectExpr(
-        f"{validation.fast_valid_sql('v')} AS fast", f"size({events.spark_errors_sql('v')}) = 0 AS exact"
+        f"{validation.fast_valid_sql('v')} AS fast",
+        f"{validation.fast_valid_on_typed_sql()} AS on_typed",  # the form parse_messages uses
+        f"size({events.spark_errors_sql('v')}) = 0 AS exact",
     ).collect()
     assert [r["fast"] for r in rows] == [r["exact"] for r in rows]
+    assert [r["on_typed"] for r in rows] == [r["exact"] for r in rows]
     assert any(r["fast"] for r in rows) and not all(r["fast"] for r in rows)
 
 
