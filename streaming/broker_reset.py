@@ -160,9 +160,9 @@ def prepare_batch_base(bucket: Bucket, checkpoint: str, store: RealtimeStore) ->
     base = read_batch_base(bucket, checkpoint)
     if read_progress(bucket, checkpoint).planned_batch is not None:
         return base
-    last = store.counts()["last_batch_id"]
-    if last is not None and last >= base:
-        base = int(last) + 1
+    following = store.next_batch_id()
+    if following > base:
+        base, last = following, following - 1
         write_batch_base(bucket, checkpoint, base, f"fresh checkpoint; ledger holds batches up to {last}")
         log.warning(
             "checkpoint %s is new but the warehouse ledger already holds batches up to %d: numbering this "
@@ -267,8 +267,7 @@ def reset_after_broker_loss(
     if ends is None:
         ends = _broker_view(conf, topic, BROKER_ANSWER_TIMEOUT_S)[1] or {}
     archived = archive_checkpoint(bucket, checkpoint, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
-    last = store.counts()["last_batch_id"]
-    base = 0 if last is None else int(last) + 1
+    base = store.next_batch_id()
     write_batch_base(bucket, checkpoint, base, f"broker data loss; old checkpoint in {archived}")
     committed = progress.committed_batch
     reset = BrokerReset(

@@ -68,7 +68,7 @@ def enrich(events: DataFrame, dims: Dimensions) -> DataFrame:
         .withColumn("completed", F.col("action") == "completed")
         .withColumn("quality_downgrade", F.coalesce(rank < F.col("usual_quality_rank"), F.lit(False)))
         .withColumn("at_risk", F.col("low_engagement") | F.col("abandoned") | F.col("quality_downgrade"))
-        .withColumn("window_start", window_start(F.col("event_time")))
+        .withColumn("window_start", window_start(F.col("event_time")).cast("timestamp_ntz"))
         .withColumn("segment_id", F.xxhash64(*SEGMENT_KEYS))
         .drop("_user_country")
     )
@@ -79,15 +79,3 @@ SESSION_COLUMNS: tuple[str, ...] = (
     "progress_percentage", "imdb_rating", "low_engagement", "abandoned", "quality_downgrade", "completed",
     "at_risk", "monthly_spend",
 )  # fmt: skip
-
-
-def session_rows(enriched: DataFrame) -> DataFrame:
-    """The columns the warehouse sink aggregates, one row per session.
-
-    Grouping per (window, segment, user) in Spark would barely shrink a micro-batch (a user rarely has two
-    sessions in one segment and window) and costs a shuffle; DuckDB aggregates the Arrow batch in
-    milliseconds (``streaming.realtime_store``).
-    """
-    return enriched.withColumn("window_start", F.col("window_start").cast("timestamp_ntz")).select(
-        *SESSION_COLUMNS
-    )

@@ -14,6 +14,7 @@ tiers are the same resolution class sold under two names, so their sessions are 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
@@ -75,30 +76,8 @@ def load_dimensions(spark: SparkSession, bucket: Bucket) -> Dimensions:
     """Users (with usual quality) and movies, cached; each from Silver, else from raw with a warning."""
     source: dict[str, str] = {}
     signature = silver_signature(bucket)
-    if _has_silver(bucket, "users"):
-        users = (
-            spark.read.parquet(bucket.uri("silver/users")).select(*USER_COLUMNS).dropDuplicates(["user_id"])
-        )
-        source["users"] = bucket.uri("silver/users")
-    else:
-        users = spark.createDataFrame(_raw_users(bucket), USERS_SCHEMA)
-        source["users"] = bucket.uri(raw_key("users")) + " (fallback: Silver users missing)"
-        log.warning(
-            "Silver users not found in %s: joining raw users.csv, de-duplicated", bucket.uri("silver")
-        )
-    if _has_silver(bucket, "movies"):
-        movies = (
-            spark.read.parquet(bucket.uri("silver/movies"))
-            .select(*MOVIE_COLUMNS)
-            .dropDuplicates(["movie_id"])
-        )
-        source["movies"] = bucket.uri("silver/movies")
-    else:
-        movies = spark.createDataFrame(_raw_movies(bucket), MOVIES_SCHEMA)
-        source["movies"] = bucket.uri(raw_key("movies")) + " (fallback: Silver movies missing)"
-        log.warning(
-            "Silver movies not found in %s: joining raw movies.csv, de-duplicated", bucket.uri("silver")
-        )
+    users = _dimension(spark, bucket, "users", USER_COLUMNS, _raw_users, USERS_SCHEMA, source)
+    movies = _dimension(spark, bucket, "movies", MOVIE_COLUMNS, _raw_movies, MOVIES_SCHEMA, source)
     if _has_silver(bucket, "watch_history"):
         usual = usual_quality(spark.read.parquet(bucket.uri("silver/watch_history")))
         users = users.join(usual, "user_id", "left")
@@ -116,6 +95,26 @@ def load_dimensions(spark: SparkSession, bucket: Bucket) -> Dimensions:
         "; ".join(f"{k}: {v}" for k, v in source.items()),
     )
     return Dimensions(users, movies, source, signature)
+
+
+def _dimension(
+    spark: SparkSession,
+    bucket: Bucket,
+    table: str,
+    columns: tuple[str, ...],
+    raw_rows: Callable[[Bucket], pd.DataFrame],
+    raw_schema: str,
+    source: dict[str, str],
+) -> DataFrame:
+    """One row per key of ``table`` from Silver, else from the raw CSV with a warning; notes the source."""
+    if _has_silver(bucket, table):
+        source[table] = bucket.uri(f"silver/{table}")
+        return spark.read.parquet(source[table]).select(*columns).dropDuplicates([columns[0]])
+    source[table] = bucket.uri(raw_key(table)) + f" (fallback: Silver {table} missing)"
+    log.warning(
+        "Silver %s not found in %s: joining raw %s.csv, de-duplicated", table, bucket.uri("silver"), table
+    )
+    return spark.createDataFrame(raw_rows(bucket), raw_schema)
 
 
 def usual_quality(watch_history: DataFrame) -> DataFrame:

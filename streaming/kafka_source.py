@@ -61,6 +61,10 @@ PREFETCH_MESSAGES = 50_000  # per consumer: ~25 MB of events; librdkafka default
 PREFETCH_KBYTES = 16_384
 
 
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 class BrokerDataLossError(RuntimeError):
     """The broker no longer has data the checkpoint says exists (restart of an in-memory broker, deleted
     topic, truncated partition). Never skipped: an operator decides whether to reset the checkpoint."""
@@ -231,12 +235,12 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         # Like spark-sql-kafka's minPartitions: 3 Kafka partitions on 2 cores leave a core idle for a
         # third of every batch, so a batch is cut into at least ``min_tasks`` offset ranges of equal size.
         total = sum(max(stop - first, 0) for first, stop in spans.values())
-        even = -(-total // self.min_tasks) if self.min_tasks > 0 and total else 0
+        even = _ceil_div(total, self.min_tasks) if self.min_tasks > 0 and total else 0
         ranges = []
         for partition, (first, stop) in sorted(spans.items()):
             span = max(stop - first, 1)
-            step = min(x for x in (self.split_rows, even, span) if x > 0)
-            step = -(-span // -(-span // step))  # equal pieces: 33k in steps of 25k → two of 16.5k
+            longest = min(x for x in (self.split_rows, even, span) if x > 0)
+            step = _ceil_div(span, _ceil_div(span, longest))  # equal pieces: 33k, ≤ 25k each → two of 16.5k
             for lo in range(first, stop, step):
                 ranges.append(KafkaRange(self.topic, partition, lo, min(lo + step, stop)))
         return ranges

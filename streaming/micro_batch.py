@@ -36,7 +36,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from netflix_assets.bucket import Bucket
 from streaming.churn import SESSION_COLUMNS, WATERMARK_MINUTES, enrich
@@ -180,8 +179,7 @@ class MicroBatchProcessor:
         one Arrow table instead of another Spark job over a cached frame: seven jobs per batch cost more
         than the work they did (``docs/benchmarks.md``, speed layer).
         """
-        enriched = enrich(parse_messages(batch), self.dims)
-        return enriched.withColumn("window_start", F.col("window_start").cast("timestamp_ntz")).toArrow()
+        return enrich(parse_messages(batch), self.dims).toArrow()
 
     def _process(self, batch: DataFrame, batch_id: int, started: float) -> BatchMetrics:
         metrics = BatchMetrics(batch_id=batch_id)
@@ -291,13 +289,11 @@ class MicroBatchProcessor:
     def _write_late(self, late: pa.Table, batch_id: int, watermark: datetime | None) -> None:
         if late.num_rows == 0:
             return
-        mark = pa.scalar(watermark, late.column("event_time").type)
-        behind_s = pc.divide(
-            pc.cast(pc.subtract(pa.repeat(mark, late.num_rows), late.column("event_time")), pa.int64()), 1e6
-        )
+        marks = pa.repeat(pa.scalar(watermark, late.column("event_time").type), late.num_rows)
+        behind_s = pc.divide(pc.cast(pc.subtract(marks, late.column("event_time")), pa.int64()), 1e6)
         table = (
             late.select([*EVENT_COLUMNS, "partition", "offset", "kafka_timestamp", "batch_id"])
-            .append_column("watermark", pa.repeat(mark, late.num_rows))
+            .append_column("watermark", marks)
             .append_column("behind_watermark_s", behind_s)
         )
         self.late.write(table, batch_id, "event_time")

@@ -119,6 +119,19 @@ class BatchRecord:
     processing_s: float
 
 
+# State columns a batch adds to (its partial sums), per state table.
+SEGMENT_SUMS = (
+    "sessions", "watch_minutes", "completion_sum", "completion_n", "content_quality_sum", "content_quality_n",
+    "low_engagement", "abandoned", "quality_downgrade", "completed",
+)  # fmt: skip
+USER_SUMS = ("sessions", "at_risk_sessions", "low_engagement", "abandoned", "quality_downgrade")
+
+
+def _added(columns: tuple[str, ...]) -> str:
+    """The ``SET`` list of an upsert that adds a batch's partial sums to the stored ones."""
+    return ", ".join(f"{c} = {c} + EXCLUDED.{c}" for c in columns)
+
+
 class RealtimeStore:
     """The single read-write connection to ``realtime.duckdb`` (one stream process at a time)."""
 
@@ -147,6 +160,11 @@ class RealtimeStore:
 
     def is_committed(self, batch_id: int) -> bool:
         return bool(self._row("SELECT count(*) FROM stream_batches WHERE batch_id = ?", [batch_id])[0])
+
+    def next_batch_id(self) -> int:
+        """One past the newest batch in the ledger (0 when empty): where a fresh checkpoint's ids start."""
+        last = self.counts()["last_batch_id"]
+        return 0 if last is None else int(last) + 1
 
     def max_event_time(self) -> datetime | None:
         """Newest valid event time committed so far (naive UTC), the base of the next watermark."""
@@ -204,17 +222,7 @@ class RealtimeStore:
                    coalesce(sum(content_quality_sum), 0), sum(content_quality_n), sum(low_engagement),
                    sum(abandoned), sum(quality_downgrade), sum(completed)
             FROM batch_partials GROUP BY window_start, segment_id
-            ON CONFLICT (window_start, segment_id) DO UPDATE SET
-                sessions = sessions + EXCLUDED.sessions,
-                watch_minutes = watch_minutes + EXCLUDED.watch_minutes,
-                completion_sum = completion_sum + EXCLUDED.completion_sum,
-                completion_n = completion_n + EXCLUDED.completion_n,
-                content_quality_sum = content_quality_sum + EXCLUDED.content_quality_sum,
-                content_quality_n = content_quality_n + EXCLUDED.content_quality_n,
-                low_engagement = low_engagement + EXCLUDED.low_engagement,
-                abandoned = abandoned + EXCLUDED.abandoned,
-                quality_downgrade = quality_downgrade + EXCLUDED.quality_downgrade,
-                completed = completed + EXCLUDED.completed
+            ON CONFLICT (window_start, segment_id) DO UPDATE SET {_added(SEGMENT_SUMS)}
             """
         )
         con.execute(
@@ -228,17 +236,12 @@ class RealtimeStore:
             """
         )
         con.execute(
-            """
+            f"""
             INSERT INTO user_window_state
             SELECT window_start, user_id, sum(sessions), sum(at_risk_sessions), sum(low_engagement),
                    sum(abandoned), sum(quality_downgrade), max(monthly_spend)
             FROM batch_partials GROUP BY window_start, user_id
-            ON CONFLICT (window_start, user_id) DO UPDATE SET
-                sessions = sessions + EXCLUDED.sessions,
-                at_risk_sessions = at_risk_sessions + EXCLUDED.at_risk_sessions,
-                low_engagement = low_engagement + EXCLUDED.low_engagement,
-                abandoned = abandoned + EXCLUDED.abandoned,
-                quality_downgrade = quality_downgrade + EXCLUDED.quality_downgrade,
+            ON CONFLICT (window_start, user_id) DO UPDATE SET {_added(USER_SUMS)},
                 monthly_spend = coalesce(EXCLUDED.monthly_spend, monthly_spend)
             """
         )
