@@ -174,10 +174,6 @@ def _rewrite_paths(sql: str, v: str) -> str:
     return re.sub(rf"(?<!try_)variant_get\(({FIELDS_COLUMN}\.[A-Za-z0-9_]+), '\$'\)", r"\1", rewritten)
 
 
-def _on_field(sql: str, path: str, v: str) -> str:
-    return _rewrite_paths(sql, v)
-
-
 def _violation_sql(rule: events.Rule, v: str) -> str:
     """The rule's own violation SQL (``producer.events``) on the pre-extracted field, except one cheaper
     equivalent: "is an object" is tested by casting to a struct (which succeeds exactly for objects)
@@ -186,12 +182,12 @@ def _violation_sql(rule: events.Rule, v: str) -> str:
         sql = f"try_variant_get({v}, '$.{rule.field}', 'struct<__is_object: variant>') IS NULL"
     else:
         sql = events._spark_violation(rule, v)
-    return _on_field(sql, rule.field, v)
+    return _rewrite_paths(sql, v)
 
 
 def _field_bad_sql(spec: events.FieldSpec, v: str) -> str:
     """TRUE when the field fails any of its rules, mirroring ``events._spark_field_errors``."""
-    raw = _on_field(f"variant_get({v}, '$.{spec.path}')", spec.path, v)
+    raw = _rewrite_paths(f"variant_get({v}, '$.{spec.path}')", v)
     skip = f"{raw} IS NULL" + (f" OR is_variant_null({raw})" if spec.nullable else "")
     branches: list[str] = []
     for rule in spec.rules:
