@@ -1,13 +1,14 @@
 """The watch-event contract: the JSON Schema files, and the one validator the producer and the stream share.
 
 ``producer/schemas/watch_event.v<N>.json`` is the single source of truth. This module derives from it an
-ordered list of :class:`Rule` per version and evaluates that same list twice: in Python (:func:`validate`,
-used by the producer, tests and tools) and as a Spark SQL expression over a ``VARIANT`` column
-(:func:`spark_errors_sql`, used by the stream), so a message is rejected for the same reason, with the
-same text, on both sides. ``tests/test_event_schema.py`` checks the two agree with each other and with a
-stock JSON Schema validator on every case it builds.
+ordered list of :class:`Rule` per version and evaluates it in Python (:func:`validate`, used by the
+producer, the stream and tools), so a message is rejected for the same reason, with the same text,
+wherever it is judged. For Spark it also gives the union schema ``from_json`` reads events into and the
+value rules as SQL (:func:`spark_value_violation`), which the stream's canonical path evaluates
+(``streaming.validation``). ``tests/test_event_schema.py`` checks :func:`validate` against a stock JSON
+Schema validator on every case it builds.
 
-Deliberate choices, all mirrored on both sides:
+Deliberate choices:
 
 * strict JSON: the tokens ``NaN``/``Infinity`` (which real exports contain) and duplicate keys are invalid;
 * ``integer`` means a JSON integer in the int64 range: ``5.0`` is a number, not an integer;
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -271,19 +272,9 @@ def validate_message(raw: bytes | str) -> list[str]:
 
 
 # -- Spark side ------------------------------------------------------------------------------------------
-#: from_json options that match the Python parser (Spark accepts NaN by default).
-SPARK_JSON_OPTIONS: dict[str, str] = {"allowNonNumericNumbers": "false", "mode": "PERMISSIVE"}
-
-_SPARK_INTEGER_TYPES = "('TINYINT', 'SMALLINT', 'INT', 'BIGINT')"
-_SPARK_TYPE_TESTS: dict[str, Callable[[str], str]] = {
-    "string": lambda t: f"{t} = 'STRING'",
-    "integer": lambda t: f"{t} IN {_SPARK_INTEGER_TYPES}",
-    "number": lambda t: (
-        f"({t} IN {_SPARK_INTEGER_TYPES} OR {t} IN ('FLOAT', 'DOUBLE') OR {t} LIKE 'DECIMAL(%')"
-    ),
-    "boolean": lambda t: f"{t} = 'BOOLEAN'",
-    "object": lambda t: f"{t} LIKE 'OBJECT<%'",
-}
+# The stream parses messages with ``from_json`` into the union schema below and checks the value rules
+# with SQL built from the same rule list (``streaming.validation``); everything else about a message is
+# judged by :func:`validate_message`.
 
 
 def _sql_literal(value: Any) -> str:
@@ -294,83 +285,30 @@ def _sql_literal(value: Any) -> str:
     return repr(value)
 
 
-def _spark_violation(rule: Rule, v: str) -> str:
-    """SQL condition that is TRUE when ``rule`` fails (rules before it in the field are known to pass)."""
-    path = _sql_literal(f"$.{rule.field}")
-    raw = f"variant_get({v}, {path})"
-    as_string = f"try_variant_get({v}, {path}, 'string')"
+#: Rules on a field's value (the others say whether it is present, null, and of the right JSON type).
+VALUE_RULE_KINDS = frozenset({ENUM, RANGE, TIMESTAMP, PATTERN, MIN_LENGTH})
+
+
+def spark_value_violation(rule: Rule, value: str) -> str:
+    """SQL TRUE when a value rule fails on ``value``: the field as a string, or as a double for ranges."""
     params = rule.params
-    if rule.kind == REQUIRED:
-        return f"{raw} IS NULL"
-    if rule.kind == NOT_NULL:
-        return f"is_variant_null({raw})"
-    if rule.kind == TYPE:
-        kind = f"schema_of_variant({raw})"
-        return "NOT (" + " OR ".join(_SPARK_TYPE_TESTS[t](kind) for t in params["types"]) + ")"
     if rule.kind == ENUM:
-        return f"{as_string} NOT IN ({', '.join(_sql_literal(x) for x in params['values'])})"
+        return f"{value} NOT IN ({', '.join(_sql_literal(x) for x in params['values'])})"
     if rule.kind == RANGE:
-        number = f"try_variant_get({v}, {path}, 'double')"
         parts = []
         if params["minimum"] is not None:
-            parts.append(f"{number} < {params['minimum']}")
+            parts.append(f"{value} < {params['minimum']}")
         if params["maximum"] is not None:
-            parts.append(f"{number} > {params['maximum']}")
+            parts.append(f"{value} > {params['maximum']}")
         return " OR ".join(parts)
     if rule.kind == TIMESTAMP:
         regex = _sql_literal(params["regex"])
-        return f"(NOT ({as_string} RLIKE {regex}) OR try_cast({as_string} AS TIMESTAMP) IS NULL)"
+        return f"(NOT ({value} RLIKE {regex}) OR try_cast({value} AS TIMESTAMP) IS NULL)"
     if rule.kind == PATTERN:
-        return f"NOT ({as_string} RLIKE {_sql_literal(params['regex'])})"
+        return f"NOT ({value} RLIKE {_sql_literal(params['regex'])})"
     if rule.kind == MIN_LENGTH:
-        return f"char_length({as_string}) < {params['value']}"
+        return f"char_length({value}) < {params['value']}"
     raise ValueError(f"unknown rule kind {rule.kind!r}")
-
-
-def _spark_field_errors(specs: tuple[FieldSpec, ...], v: str) -> list[str]:
-    """One SQL expression per field: the first failing rule's message, else NULL (nested: arrays)."""
-    expressions: list[str] = []
-    for spec in specs:
-        raw = f"variant_get({v}, {_sql_literal('$.' + spec.path)})"
-        skip = f"{raw} IS NULL" + (f" OR is_variant_null({raw})" if spec.nullable else "")
-        branches: list[str] = []
-        for rule in spec.rules:
-            if rule.kind != REQUIRED and not branches:
-                # After the required check (if any): optional fields that are absent/null pass.
-                branches.append(f"WHEN {skip} THEN NULL")
-            branches.append(f"WHEN {_spark_violation(rule, v)} THEN {_sql_literal(rule.message)}")
-        expressions.append(f"array(CASE {' '.join(branches)} END)")
-        if spec.children:
-            is_object = _SPARK_TYPE_TESTS["object"](f"schema_of_variant({raw})")
-            nested = _spark_field_errors(spec.children, v)
-            expressions.append(
-                f"CASE WHEN {raw} IS NOT NULL AND {is_object} THEN concat({', '.join(nested)}) "
-                "ELSE CAST(array() AS array<string>) END"
-            )
-    return expressions
-
-
-def spark_errors_sql(variant_col: str = "v") -> str:
-    """Spark SQL giving ``array<string>`` of the same errors :func:`validate_message` returns (empty = valid).
-
-    ``variant_col`` must hold ``try_parse_json(CAST(value AS STRING))`` of the Kafka message value (NULL
-    when it is not valid JSON; ``try_parse_json`` also rejects NaN and duplicate keys).
-    """
-    v = variant_col
-    version = f"variant_get({v}, '$.{VERSION_FIELD}')"
-    is_object = _SPARK_TYPE_TESTS["object"](f"schema_of_variant({v})")
-    per_version = " ".join(
-        f"WHEN schema_of_variant({version}) IN {_SPARK_INTEGER_TYPES} AND try_variant_get({v}, "
-        f"'$.{VERSION_FIELD}', 'bigint') = {n} "
-        f"THEN filter(concat({', '.join(_spark_field_errors(field_specs(n), v))}), e -> e IS NOT NULL)"
-        for n in SUPPORTED_VERSIONS
-    )
-    return (
-        f"CASE WHEN {v} IS NULL THEN array({_sql_literal(INVALID_JSON)}) "
-        f"WHEN NOT ({is_object}) THEN array({_sql_literal(NOT_AN_OBJECT)}) "
-        f"WHEN {version} IS NULL THEN array({_sql_literal(VERSION_MISSING)}) "
-        f"{per_version} ELSE array({_sql_literal(VERSION_UNSUPPORTED)}) END"
-    )
 
 
 def _union_specs() -> list[FieldSpec]:
@@ -382,45 +320,54 @@ def _union_specs() -> list[FieldSpec]:
     return list(seen.values())
 
 
-def _spark_type_name(spec: FieldSpec) -> str:
+def _spark_type_name(spec: FieldSpec, timestamps: bool = True) -> str:
     json_type = spec.types[0]
-    if any(r.kind == TIMESTAMP for r in spec.rules):
+    if timestamps and any(r.kind == TIMESTAMP for r in spec.rules):
         return "timestamp"
     if json_type == "object":
         return (
             "struct<"
-            + ", ".join(f"{c.path.rsplit('.', 1)[-1]}: {_spark_type_name(c)}" for c in spec.children)
+            + ", ".join(
+                f"{c.path.rsplit('.', 1)[-1]}: {_spark_type_name(c, timestamps)}" for c in spec.children
+            )
             + ">"
         )
     return {"string": "string", "integer": "bigint", "number": "double", "boolean": "boolean"}[json_type]
 
 
-def spark_ddl() -> str:
-    """DDL of the union of all versions' fields (v2's ``bitrate_kbps`` is NULL for v1 events)."""
-    return ", ".join(f"{spec.path} {_spark_type_name(spec)}" for spec in _union_specs())
+def spark_ddl(timestamps: bool = True) -> str:
+    """DDL of the union of all versions' fields (v2's ``bitrate_kbps`` is NULL for v1 events).
+
+    ``timestamps=False`` keeps date-time fields as the strings the JSON holds (for ``from_json``, whose
+    own timestamp parsing is more lenient than the schema's pattern).
+    """
+    return ", ".join(f"{spec.path} {_spark_type_name(spec, timestamps)}" for spec in _union_specs())
 
 
-def spark_schema() -> Any:
+def spark_schema(timestamps: bool = True) -> Any:
     """The union schema as a pyspark ``StructType`` (for ``from_json``); pyspark is imported lazily."""
     from pyspark.sql.types import StructType
 
-    return StructType.fromDDL(spark_ddl())
+    return StructType.fromDDL(spark_ddl(timestamps))
 
 
-def _spark_extract(spec: FieldSpec, variant_col: str) -> str:
-    path = _sql_literal(f"$.{spec.path}")
+def _spark_extract(spec: FieldSpec, struct_col: str) -> str:
+    ref = f"{struct_col}.{spec.path}"
     spark_type = _spark_type_name(spec)
     if spark_type == "timestamp":
-        return f"try_cast(try_variant_get({variant_col}, {path}, 'string') AS TIMESTAMP)"
+        return f"try_cast({ref} AS TIMESTAMP)"
     if spec.children:
-        fields = ", ".join(
-            f"{_sql_literal(c.path.rsplit('.', 1)[-1])}, {_spark_extract(c, variant_col)}"
-            for c in spec.children
-        )
+        fields = ", ".join(f"{_sql_literal(c.path.rsplit('.', 1)[-1])}, {_spark_extract(c, struct_col)}"
+                           for c in spec.children)  # fmt: skip
         return f"named_struct({fields})"
-    return f"try_variant_get({variant_col}, {path}, '{spark_type}')"
+    return ref
 
 
-def spark_columns_sql(variant_col: str = "v") -> list[str]:
-    """``SELECT`` expressions extracting each union field, typed, from a VARIANT column (NULL if invalid)."""
-    return [f"{_spark_extract(spec, variant_col)} AS {spec.path}" for spec in _union_specs()]
+def spark_columns_from_struct_sql(struct_col: str) -> list[str]:
+    """``SELECT`` expressions giving each union field, typed, from ``from_json(value,
+    spark_schema(timestamps=False))`` (date-times parsed by the same ``try_cast`` as everywhere).
+
+    For a valid event these are its values; for an invalid one ``from_json`` is lenient (a number where a
+    string belongs comes back as its text), so only valid events may be read this way.
+    """
+    return [f"{_spark_extract(spec, struct_col)} AS {spec.path}" for spec in _union_specs()]

@@ -4,9 +4,10 @@ One function over the raw batch instead of Spark's stateful aggregation, because
 the watermark silently and cannot upsert into DuckDB; here nothing is dropped and every step is
 replay-safe:
 
-1. one Spark job parses and validates every message (``streaming.validation``), joins users and movies,
-   flags churn signals and assigns windows (``streaming.churn``), and hands the batch to the driver as
-   Arrow; every later step is a slice of that table;
+1. one Spark job parses every message and proves the canonical ones valid (``streaming.validation``),
+   joins users and movies, flags churn signals and assigns windows (``streaming.churn``), and hands the
+   batch to the driver as Arrow; every later step is a slice of that table. The shared Python validator
+   judges the few messages Spark could not prove valid and names every rejected one's reasons;
 2. the batch's watermark: the newest valid event time seen so far (ledger + this batch) minus
    10 minutes. Taking this batch's own newest event into account makes lateness independent of where
    trigger boundaries fall, so a replayed or re-split batch classifies every message the same way;
@@ -42,7 +43,7 @@ from streaming.churn import SESSION_COLUMNS, WATERMARK_MINUTES, enrich
 from streaming.dimensions import Dimensions, load_dimensions, silver_signature
 from streaming.realtime_store import BatchRecord, RealtimeStore
 from streaming.sinks import BatchParquetSink, DeadLetterPublisher
-from streaming.validation import EVENT_COLUMNS, SCHEMA_VALID, parse_messages, python_errors, reason_code
+from streaming.validation import CANONICAL, EVENT_COLUMNS, Verdicts, judge, parse_messages, reason_code
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class BatchMetrics:
     valid: int = 0
     dead_letters: int = 0
     late: int = 0
+    non_canonical: int = 0  # messages judged by the Python validator (poison, other encodings)
     dead_by_reason: dict[str, int] = field(default_factory=dict)
     input_offsets: dict[str, list[int]] = field(default_factory=dict)  # partition → [first, last + 1]
     watermark: str | None = None
@@ -86,7 +88,8 @@ class BatchMetrics:
         return (
             f"batch {self.batch_id}: {self.rows_in:,} in → {self.valid:,} valid, "
             f"{self.dead_letters:,} dead-letter "
-            f"({reasons}), {self.late:,} late; {self.windows_updated} window(s) updated; watermark "
+            f"({reasons}), {self.late:,} late; {self.non_canonical:,} judged in Python; "
+            f"{self.windows_updated} window(s) updated; watermark "
             f"{self.watermark}; {self.duration_s:.1f} s "
             f"({self.rows_in / max(self.duration_s, 1e-9):,.0f} ev/s){latency}; "
             f"stages: {', '.join(f'{k} {v:.2f}' for k, v in self.stage_s.items())}"
@@ -188,7 +191,9 @@ class MicroBatchProcessor:
         lap("spark")
         metrics.rows_in = rows.num_rows
         metrics.input_offsets = _offsets(rows)
-        valid = pc.fill_null(rows.column("valid"), False)
+        verdicts = judge(rows)
+        metrics.non_canonical = verdicts.non_canonical
+        valid = verdicts.valid
         event_time = rows.column("event_time")
         batch_max = pc.max(pc.filter(event_time, valid)).as_py() if rows.num_rows else None
         previous = self.store.max_event_time()
@@ -217,21 +222,8 @@ class MicroBatchProcessor:
 
         bronze = rows.select(list(_BRONZE_SOURCE)).rename_columns(list(_BRONZE_NAMES))
         bronze = bronze.add_column(0, "topic", pa.repeat(pa.scalar(self.topic), rows.num_rows))
-        kept = rows.filter(on_time)
+        kept = rows.drop_columns(["key", "value"]).filter(on_time)  # not copying the raw bytes
         sessions = kept.select(list(SESSION_COLUMNS))
-        # The four sinks are independent files and pyarrow releases the GIL while encoding: written side
-        # by side. All of them finish before the warehouse commit, which is what marks the batch done.
-        with ThreadPoolExecutor(max_workers=SINK_THREADS, thread_name_prefix="sink") as pool:
-            writes = [
-                pool.submit(self.bronze.write, bronze, batch_id, "timestamp"),
-                pool.submit(self.silver.write, kept.select(_silver_columns(rows)), batch_id, "event_time"),
-                pool.submit(self._write_late, rows.filter(late_mask), batch_id, watermark),
-            ]
-            metrics.dead_by_reason = self._write_dead_letters(rows.filter(dead_mask), batch_id)
-            for write in writes:
-                write.result()
-        lap("sinks")
-
         record = BatchRecord(
             batch_id=batch_id,
             rows_in=metrics.rows_in,
@@ -243,8 +235,27 @@ class MicroBatchProcessor:
             input_offsets=metrics.input_offsets,
             processing_s=time.time() - started,
         )
-        metrics.windows_updated = self.store.commit_batch(record, sessions)
-        lap("warehouse_commit")
+        # The four sinks are independent files and pyarrow releases the GIL while encoding: written side by
+        # side, while DuckDB (which releases it too) merges the sessions. The merge's transaction commits
+        # only once every sink is written, and that commit is what marks the batch done.
+        with ThreadPoolExecutor(max_workers=SINK_THREADS + 1, thread_name_prefix="sink") as pool:
+            sinks_started = time.perf_counter()
+            dead_letters = pool.submit(self._write_dead_letters, rows, dead_mask, verdicts, batch_id)
+            writes = [
+                dead_letters,
+                pool.submit(self.bronze.write, bronze, batch_id, "timestamp"),
+                pool.submit(self.silver.write, kept.select(_silver_columns(rows)), batch_id, "event_time"),
+                pool.submit(self._write_late, rows.filter(late_mask), batch_id, watermark),
+            ]
+
+            def sinks_written() -> None:
+                for write in writes:
+                    write.result()
+                metrics.stage_s["sinks"] = round(time.perf_counter() - sinks_started, 3)
+
+            metrics.windows_updated = self.store.commit_batch(record, sessions, before_commit=sinks_written)
+            metrics.dead_by_reason = dead_letters.result()
+        lap("sinks_and_warehouse_commit")  # "sinks" alone ran inside this stage, beside the merge
         self.store.publish()
         lap("publish")
         metrics.committed_at = time.time()
@@ -257,20 +268,17 @@ class MicroBatchProcessor:
         return metrics
 
     # -- sinks ----------------------------------------------------------------------------------------
-    def _write_dead_letters(self, dead: pa.Table, batch_id: int) -> dict[str, int]:
-        """Dead letters, with reasons, to Parquet and the DLQ topic; returns counts per reason.
-
-        The reasons come from the shared Python validator: the exact Spark expression is too large for code
-        generation, and the few rejected messages are validated in milliseconds in Python.
-        """
-        if dead.num_rows == 0:
+    def _write_dead_letters(
+        self, rows: pa.Table, dead_mask: pa.Array, verdicts: Verdicts, batch_id: int
+    ) -> dict[str, int]:
+        """Dead letters, with reasons, to Parquet and the DLQ topic; returns counts per reason."""
+        dead_rows = pc.indices_nonzero(dead_mask)
+        if len(dead_rows) == 0:
             return {}
-        values = dead.column("value").to_pylist()
-        errors = [
-            python_errors(value, bool(schema_valid))
-            for value, schema_valid in zip(values, dead.column(SCHEMA_VALID).to_pylist(), strict=True)
-        ]
+        dead = rows.take(dead_rows)
+        errors = verdicts.errors_of(dead_rows)
         reasons = [reason_code(e[0]) for e in errors]
+        values = dead.column("value").to_pylist()
         table = dead.select(["partition", "offset", "key", "value"]).append_column(
             "value_text", pa.array([_text(v) for v in values], pa.string())
         )
@@ -302,7 +310,7 @@ class MicroBatchProcessor:
 # Bronze: every message as received, with its Kafka coordinates (and the topic in front).
 _BRONZE_SOURCE = ("partition", "offset", "key", "value", "kafka_timestamp", "batch_id")
 _BRONZE_NAMES = ("partition", "offset", "key", "value", "timestamp", "batch_id")
-_NOT_SILVER = frozenset({"key", "value", "valid", SCHEMA_VALID})
+_NOT_SILVER = frozenset({"key", "value", CANONICAL})
 
 
 def _silver_columns(rows: pa.Table) -> list[str]:

@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -180,10 +181,15 @@ class RealtimeStore:
         return dict(zip(keys, row, strict=True))
 
     # -- the micro-batch transaction ----------------------------------------------------------------
-    def commit_batch(self, record: BatchRecord, sessions: pa.Table) -> int:
+    def commit_batch(
+        self, record: BatchRecord, sessions: pa.Table, before_commit: Callable[[], None] | None = None
+    ) -> int:
         """Merge one batch's sessions (``streaming.churn.SESSION_COLUMNS``) and record it, atomically.
 
         Returns the number of windows recomputed. A batch already in the ledger changes nothing (0).
+        ``before_commit`` runs inside the transaction, just before COMMIT: the stream waits there for its
+        Parquet sinks, so they are written while DuckDB merges, yet the batch only counts as done once
+        they are; if it raises, nothing is committed.
         """
         con = self.con
         con.execute("BEGIN TRANSACTION")
@@ -206,6 +212,8 @@ class RealtimeStore:
                     record.processing_s,
                 ],
             )  # fmt: skip
+            if before_commit is not None:
+                before_commit()
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")

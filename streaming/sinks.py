@@ -69,8 +69,12 @@ class BatchParquetSink:
             zip(groups.column("date").to_pylist(), groups.column("hour").to_pylist(), strict=True),
             key=lambda key: (key[0] or "", -1 if key[1] is None else key[1]),
         ):
-            rows = table.filter(
-                pc.and_kleene(_same(dates, date), _same(hours, hour)).fill_null(False)  # type: ignore[arg-type]
+            rows = (
+                table  # the usual case, a batch within one hour: no copy
+                if groups.num_rows == 1
+                else table.filter(
+                    pc.and_kleene(_same(dates, date), _same(hours, hour)).fill_null(False)  # type: ignore[arg-type]
+                )
             )
             directory = self.bucket.path(
                 f"{self.key}/date={date or HIVE_NULL}/hour={HIVE_NULL if hour is None else hour}"

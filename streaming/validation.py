@@ -1,36 +1,49 @@
-"""Validating raw Kafka messages inside Spark: parse once, keep every message, name why one is rejected.
+"""Validating raw Kafka messages: parse once in Spark, keep every message, name why one is rejected.
 
-The rules are not restated here: they come from the JSON Schema files through :mod:`producer.events`,
-whose :func:`~producer.events.spark_errors_sql` evaluates the same ordered rule list as the producer's
-Python validator, so a message is rejected for the same reason on both sides. This module adds only what
-is specific to the stream:
+The rules are not restated here: they come from the JSON Schema files through :mod:`producer.events`, the
+one validator the producer and the stream share. Validation has two paths, because evaluating every rule
+of the schema over a parsed VARIANT cost ~10 µs per message in Spark, the largest share of the stream's
+CPU (``docs/benchmarks.md``, speed layer):
 
-* a short **reason code** per message (``invalid_json``, ``missing_<field>``, ``invalid_<field>``,
-  ``unsupported_schema_version`` …), taken from the first error, next to the full error list;
-* one rule the schema cannot express: an ``event_time`` more than an hour after the message's Kafka
-  timestamp is rejected (``event_time_in_future``), because a single far-future event would otherwise
-  drag the watermark forward and turn every following event into a late one;
-* a **fast path**: the exact rule expression is large (one CASE per field and rule) and costs about
-  10 µs per message in Spark; a cheap check that only ever accepts messages the exact rules accept lets
-  the exact expression run for the few messages that fail it (see :func:`fast_valid_sql`).
+1. the **canonical path**, in Spark, for nearly every message (:func:`canonical_valid_sql`):
+   ``from_json`` reads the message into the schema's types, ``to_json`` writes it back, and a message
+   that comes back byte for byte is the canonical encoding of a typed event: every field of its version
+   present with its declared JSON type, no other field, no duplicate key, no stray token. Only the value
+   rules (enum, range, pattern, timestamp, length) remain, checked on the typed columns. Our producer
+   writes exactly this encoding (``orjson``, schema order, nulls kept);
+2. every other message (poison, an encoding of another producer) is judged in the driver by the shared
+   **Python** validator, :func:`producer.events.validate_message`, which also names the reasons of every
+   rejected message. At the usual few per cent this costs far less than a second Spark pass; a producer
+   that never writes the canonical encoding would make every message take this path (~30 µs each), so
+   each batch reports how many did.
+
+The canonical path never accepts a message the Python validator rejects: ``tests/test_streaming_validation
+.py`` checks it on every schema test case in both encodings and on every fault kind. One rule is the
+stream's own: an ``event_time`` more than an hour after the message's Kafka timestamp is rejected
+(``event_time_in_future``), because a single far-future event would otherwise drag the watermark forward
+and turn every following event into a late one.
 """
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
-from pyspark.sql import Column, DataFrame
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from producer import events
 
 FUTURE_TOLERANCE_S = 3600
-FIELDS_COLUMN = "_fields"
-SCHEMA_VALID = "schema_valid"
+JSON_COLUMN = "_json"
+CANONICAL = "canonical"
 EVENT_IN_FUTURE = "event_time: more than 1 hour after the message's Kafka timestamp"
 EVENT_COLUMNS: tuple[str, ...] = tuple(
-    expr.rsplit(" AS ", 1)[1] for expr in events.spark_columns_sql("v")
+    expr.rsplit(" AS ", 1)[1] for expr in events.spark_columns_from_struct_sql(JSON_COLUMN)
 )  # union of all schema versions' fields, in schema order
 
 
@@ -53,193 +66,107 @@ def reason_codes() -> dict[str, str]:
 
 
 def reason_code(message: str) -> str:
-    """The code of one error message (Python side, for tests and tools)."""
+    """The short code of one error message (``missing_user_id``, ``invalid_json`` …)."""
     return reason_codes().get(message, "invalid_event")
 
 
-def _code_of(first_error: Column) -> Column:
-    mapping = F.create_map(*[F.lit(item) for pair in reason_codes().items() for item in pair])
-    return F.when(first_error.isNotNull(), F.coalesce(mapping[first_error], F.lit("invalid_event")))
-
-
+# -- Spark: parse and the canonical path ----------------------------------------------------------------
 def parse_messages(raw: DataFrame) -> DataFrame:
-    """Raw Kafka rows → the same rows plus the typed event fields and ``valid`` (boolean).
+    """Raw Kafka rows → the same rows plus the typed event fields and :data:`CANONICAL` (boolean).
 
-    ``valid`` is TRUE exactly when the message is a schema-valid event not dated in the future; the reason
-    of an invalid one is computed by :func:`with_errors`, only for those rows. Splitting it that way keeps
-    this projection small enough for Spark's code generator: with the exact error expression inlined,
-    compiling the stage fails and Spark falls back to interpreting every row (3x slower).
+    ``canonical`` TRUE means the message is proven schema-valid (:func:`canonical_valid_sql`); FALSE
+    means unproven, to be judged by :func:`judge` in the driver. The typed fields come from
+    ``from_json``, which reads a valid event exactly as a strict parser would; for invalid messages they
+    are meaningless (dead letters keep the raw bytes). The JSON struct is its own projection so Spark
+    parses each message once: the optimizer does not inline an expensive column used more than once.
     """
-    parsed = (
-        raw.withColumn("v", _message()).withColumn(FIELDS_COLUMN, F.expr(fields_struct_sql("v"))).drop("v")
-    )
-    typed = parsed.select("*", *[F.expr(e) for e in _typed_columns_sql()])
-    schema_valid = F.expr(fast_valid_on_typed_sql())
-    return (
-        typed.withColumn(SCHEMA_VALID, schema_valid)
-        .withColumn("valid", F.col(SCHEMA_VALID) & ~F.coalesce(_in_future(), F.lit(False)))
-        .drop(FIELDS_COLUMN)
+    text = F.col("value").cast("string")
+    parsed = raw.withColumn(JSON_COLUMN, F.from_json(text, events.spark_schema(timestamps=False)))
+    return parsed.select(
+        *raw.columns,
+        *[F.expr(e) for e in events.spark_columns_from_struct_sql(JSON_COLUMN)],
+        F.expr(canonical_valid_sql()).alias(CANONICAL),
     )
 
 
 @cache
-def _typed_columns_sql() -> tuple[str, ...]:
-    """``<expression> AS <field>`` per event field, reading the pre-extracted top-level fields."""
-    return tuple(_rewrite_paths(e, "v") for e in events.spark_columns_sql("v"))
+def canonical_valid_sql(json_col: str = JSON_COLUMN) -> str:
+    """TRUE when the message is the canonical encoding of a schema-valid event, else FALSE (never NULL).
 
-
-@cache
-def fast_valid_on_typed_sql() -> str:
-    """:func:`fast_valid_sql` reading the typed columns where a rule extracts exactly what they hold.
-
-    Many rules cast a field exactly as its typed column does (``try_variant_get(f, '$', 'string')``,
-    the timestamp ``try_cast`` …); the same cast evaluated again inside the rule's CASE cost ~1.7 µs per
-    event, 13 % of parsing and validation. The result is the same boolean (tests compare both forms).
+    Needs ``json_col`` = ``from_json(CAST(value AS STRING), spark_schema(timestamps=False))``. Per
+    version, the fields are written back in that version's schema order with nulls kept. Coming back
+    byte for byte proves every field of the version is present with its declared JSON type (a number
+    where a string belongs would come back quoted, an absent field as ``null``, ``5`` for a number as
+    ``5.0``) and that nothing else is there; what is left are the null and value rules.
     """
-    sql = fast_valid_sql("v")
-    extractions = [expr.rsplit(" AS ", 1) for expr in _typed_columns_sql()]
-    for expression, name in sorted(extractions, key=lambda pair: -len(pair[0])):
-        if not expression.startswith("named_struct"):
-            sql = sql.replace(expression, f"`{name}`")
-    return sql
-
-
-def _message() -> Column:
-    """The message as VARIANT; NULL unless UTF-8 text holding strict JSON (no NaN, no duplicate keys)."""
-    return F.when(
-        F.expr("is_valid_utf8(CAST(value AS STRING))"), F.expr("try_parse_json(CAST(value AS STRING))")
-    )
-
-
-def _in_future() -> Column:
-    return F.col("event_time") > F.col("timestamp") + F.expr(f"INTERVAL {FUTURE_TOLERANCE_S} SECONDS")
-
-
-def python_errors(value: bytes | None, schema_valid: bool) -> list[str]:
-    """The errors of one rejected message, by the producer's own Python validator (same rules, same
-    texts as the Spark expression; tests keep them equal). ``schema_valid`` rows were rejected by the
-    stream's future-time rule."""
-    errors = events.validate_message(value or b"")
-    if errors:
-        return errors
-    if schema_valid:
-        return [EVENT_IN_FUTURE]
-    return ["event: rejected by the Spark rules but accepted by the Python validator (report this)"]
-
-
-def with_errors(parsed: DataFrame) -> DataFrame:
-    """Adds ``errors`` (array, exact messages of the shared validator) and ``reason`` (code of the first).
-
-    Meant for the invalid rows only (dead letters): the exact expression parses the message again and is
-    too large for code generation, which is fine for the few rows that need it.
-    """
-    exact = F.expr(events.spark_errors_sql("__message"))
-    errors = (
-        F.when(~F.col(SCHEMA_VALID), exact)
-        .when(F.coalesce(_in_future(), F.lit(False)), F.array(F.lit(EVENT_IN_FUTURE)))
-        .otherwise(F.array().cast("array<string>"))
-    )
-    with_message = parsed.withColumn("__message", _message())
-    return (
-        with_message.withColumn("errors", errors)
-        .withColumn("reason", _code_of(F.get(F.col("errors"), 0)))
-        .drop("__message")
-    )
-
-
-def fields_struct_sql(variant_col: str = "v") -> str:
-    """The event's top-level fields, each still a VARIANT, cut out of the message in one pass.
-
-    Casting to a struct succeeds exactly for JSON objects and looks each field up once; the rules then
-    read a small per-field value instead of searching the whole message again for every rule.
-    """
-    names = sorted(
-        {spec.path for version in events.SUPPORTED_VERSIONS for spec in events.field_specs(version)}
-    )
-    names = [events.VERSION_FIELD, *names]
-    return f"try_variant_get({variant_col}, '$', 'struct<{', '.join(f'{n}: variant' for n in names)}>')"
-
-
-def _rewrite_paths(sql: str, v: str) -> str:
-    """Rewrite ``variant_get(v, '$.<top>[.rest]' …)`` calls to read the pre-extracted top-level field."""
-    rewritten = re.sub(
-        rf"\({re.escape(v)}, '\$\.([A-Za-z0-9_]+)((?:\.[A-Za-z0-9_]+)*)'",
-        lambda m: f"({FIELDS_COLUMN}.{m.group(1)}, '${m.group(2)}'",
-        sql,
-    )
-    if f"({v}, " in rewritten:
-        raise AssertionError(f"SQL reads the message in a way the fast path cannot rewrite: {sql}")
-    # ``variant_get(f, '$')`` without a type is ``f`` itself, but Spark evaluates it by copying the value,
-    # several times per rule; reading the pre-extracted field directly is the same value for free.
-    return re.sub(rf"(?<!try_)variant_get\(({FIELDS_COLUMN}\.[A-Za-z0-9_]+), '\$'\)", r"\1", rewritten)
-
-
-def _violation_sql(rule: events.Rule, v: str) -> str:
-    """The rule's own violation SQL (``producer.events``) on the pre-extracted field, except one cheaper
-    equivalent: "is an object" is tested by casting to a struct (which succeeds exactly for objects)
-    instead of computing ``schema_of_variant`` of the whole value (~20 µs per nested object)."""
-    if rule.kind == events.TYPE and tuple(rule.params["types"]) == ("object",):
-        sql = f"try_variant_get({v}, '$.{rule.field}', 'struct<__is_object: variant>') IS NULL"
-    else:
-        sql = events._spark_violation(rule, v)
-    return _rewrite_paths(sql, v)
-
-
-def _field_bad_sql(spec: events.FieldSpec, v: str) -> str:
-    """TRUE when the field fails any of its rules, mirroring ``events._spark_field_errors``."""
-    raw = _rewrite_paths(f"variant_get({v}, '$.{spec.path}')", v)
-    skip = f"{raw} IS NULL" + (f" OR is_variant_null({raw})" if spec.nullable else "")
-    branches: list[str] = []
-    for rule in spec.rules:
-        if rule.kind != events.REQUIRED and not branches:
-            branches.append(f"WHEN {skip} THEN false")
-        branches.append(f"WHEN {_violation_sql(rule, v)} THEN true")
-    bad = f"CASE {' '.join(branches)} ELSE false END"
-    if spec.children:
-        children = " OR ".join(_field_bad_sql(child, v) for child in spec.children)
-        bad = f"({bad} OR ({raw} IS NOT NULL AND NOT is_variant_null({raw}) AND ({children})))"
-    return bad
-
-
-@cache
-def fast_valid_sql(variant_col: str = "v") -> str:
-    """TRUE exactly when :func:`producer.events.spark_errors_sql` would return no error.
-
-    Needs the column :data:`FIELDS_COLUMN` = :func:`fields_struct_sql`. The same rules as the exact
-    expression (built from the same rule list and the same per-rule SQL), but as one boolean over
-    pre-extracted fields: the exact form searches the whole message for each of ~60 rules and computes
-    ``schema_of_variant`` of the whole message, about 10x slower, so it only runs for the few messages
-    this one rejects, to name their reason. ``tests/test_streaming_validation.py`` checks the two agree.
-    """
-    v = variant_col
-    version = f"{FIELDS_COLUMN}.{events.VERSION_FIELD}"
-    number = f"try_variant_get({version}, '$', 'bigint')"
-    integer = f"schema_of_variant({version}) IN ('TINYINT', 'SMALLINT', 'INT', 'BIGINT')"
-    supported = ", ".join(map(str, events.SUPPORTED_VERSIONS))
-    return (
-        f"coalesce({FIELDS_COLUMN} IS NOT NULL AND {version} IS NOT NULL AND {integer} "
-        f"AND {number} IN ({supported}) AND NOT ({' OR '.join(_bad_in_any_version(v, number))}), false)"
-    )
-
-
-def _bad_in_any_version(v: str, version_number: str) -> list[str]:
-    """One condition per field of any version. A field whose rules are the same in every version that has
-    it is checked once (guarded by those versions) instead of once per version: v1 and v2 share all but
-    one field, so this halves the expression, and the JVM only compiles methods below a size limit."""
-    by_path: dict[str, list[tuple[int, events.FieldSpec]]] = {}
+    text = "CAST(value AS STRING)"
+    branches = []
     for n in events.SUPPORTED_VERSIONS:
-        for spec in events.field_specs(n):
-            by_path.setdefault(spec.path, []).append((n, spec))
-    conditions = []
-    for entries in by_path.values():
-        versions = [n for n, _ in entries]
-        if all(spec == entries[0][1] for _, spec in entries):
-            bad = _field_bad_sql(entries[0][1], v)
-            if len(versions) == len(events.SUPPORTED_VERSIONS):
-                conditions.append(bad)
-            else:
-                conditions.append(f"({version_number} IN ({', '.join(map(str, versions))}) AND {bad})")
+        written = (
+            f"to_json({_named_struct_sql(events.load_schema(n), json_col)}, map('ignoreNullFields', 'false'))"
+        )
+        rules = " AND ".join(_field_ok_sql(spec, json_col) for spec in events.field_specs(n))
+        branches.append(f"WHEN {n} THEN {written} = {text} AND {rules}")
+    return f"coalesce(CASE {json_col}.{events.VERSION_FIELD} {' '.join(branches)} END, false)"
+
+
+def _named_struct_sql(schema: dict[str, Any], prefix: str) -> str:
+    """The struct at ``prefix`` rebuilt with the schema's properties, in the schema's order."""
+    fields = []
+    for name, prop in schema["properties"].items():
+        ref = f"{prefix}.{name}"
+        fields.append(f"'{name}', {_named_struct_sql(prop, ref) if 'properties' in prop else ref}")
+    return f"named_struct({', '.join(fields)})"
+
+
+def _field_ok_sql(spec: events.FieldSpec, json_col: str) -> str:
+    """The field's null and value rules on its typed value (the round trip proved presence and type)."""
+    col = f"{json_col}.{spec.path}"
+    violations = [
+        events.spark_value_violation(rule, f"CAST({col} AS DOUBLE)" if rule.kind == events.RANGE else col)
+        for rule in spec.rules
+        if rule.kind in events.VALUE_RULE_KINDS
+    ]
+    ok = [f"NOT ({' OR '.join(violations)})"] if violations else []
+    ok += [_field_ok_sql(child, json_col) for child in spec.children]
+    value_ok = " AND ".join(ok) or "true"
+    return f"({col} IS NULL OR ({value_ok}))" if spec.nullable else f"({col} IS NOT NULL AND {value_ok})"
+
+
+# -- driver: the verdict on every message -------------------------------------------------------------
+@dataclass(frozen=True)
+class Verdicts:
+    """The verdict on every message of a batch (in the batch's row order)."""
+
+    valid: pa.Array  # bool, never null
+    errors: dict[int, list[str]]  # row index → errors, for every invalid row
+    non_canonical: int  # messages the Python validator had to judge
+
+    def errors_of(self, rows: pa.Array) -> list[list[str]]:
+        """The errors of the given (invalid) row indices, in that order."""
+        return [self.errors[i] for i in rows.to_pylist()]
+
+
+def judge(rows: pa.Table) -> Verdicts:
+    """Final validity of each message of ``rows`` (``value``, ``timestamp``, ``event_time``, ``canonical``).
+
+    Canonical messages are schema-valid; the others go through the shared Python validator. Then the
+    stream's future rule applies to every schema-valid message.
+    """
+    schema_valid = np.asarray(pc.fill_null(rows.column(CANONICAL), False).to_numpy(zero_copy_only=False))
+    schema_valid = schema_valid.astype(bool, copy=True)
+    errors: dict[int, list[str]] = {}
+    unproven = np.flatnonzero(~schema_valid)
+    values = rows.column("value").take(pa.array(unproven)).to_pylist()
+    for index, value in zip(unproven.tolist(), values, strict=True):
+        found = events.validate_message(value or b"")
+        if found:
+            errors[index] = found
         else:
-            branches = " ".join(f"WHEN {n} THEN {_field_bad_sql(spec, v)}" for n, spec in entries)
-            conditions.append(f"CASE {version_number} {branches} ELSE false END")
-    return conditions
+            schema_valid[index] = True
+    limit = pc.add(rows.column("timestamp"), pa.scalar(FUTURE_TOLERANCE_S * 1_000_000, pa.duration("us")))
+    ahead = pc.fill_null(pc.greater(rows.column("event_time"), limit), False).to_numpy(zero_copy_only=False)
+    for index in np.flatnonzero(schema_valid & ahead).tolist():
+        errors[index] = [EVENT_IN_FUTURE]
+    valid = schema_valid & ~ahead
+    return Verdicts(valid=pa.array(valid, pa.bool_()), errors=errors, non_canonical=len(unproven))

@@ -1,8 +1,8 @@
 """The watch-event contract: valid v1/v2, every kind of invalid event, evolution, unknown versions.
 
-Each case is judged three ways that must agree: ``producer.events`` (Python, used by the producer), a
-stock JSON Schema validator over the same schema files (so the derived rules cannot drift from the
-files), and, in the slow test, the Spark SQL the stream evaluates over a VARIANT column.
+Each case is judged two ways that must agree: ``producer.events`` (Python, used by the producer and the
+stream) and a stock JSON Schema validator over the same schema files, so the derived rules cannot drift
+from the files. ``tests/test_streaming_validation.py`` holds the stream's Spark side to the same verdicts.
 """
 
 from __future__ import annotations
@@ -254,72 +254,3 @@ def test_factory_poison_is_invalid_and_everything_else_valid(schema_version: str
         assert bool(errors) == poisoned, (message.fault, errors, message.value)
         seen[message.fault] = seen.get(message.fault, 0) + 1
     assert set(seen) == {None, "late", *POISON_KINDS}
-
-
-# -- Spark: the stream's SQL must say exactly what Python says -------------------------------------------
-@pytest.fixture(scope="module")
-def spark(settings_module: Any) -> Any:
-    from pyspark.sql import SparkSession
-
-    session = (
-        SparkSession.builder.master("local[1]")
-        .appName("test_event_schema")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "1")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.pyspark.python", settings_module.pyspark_python)
-        .getOrCreate()
-    )
-    yield session
-    session.stop()
-
-
-@pytest.fixture(scope="module")
-def settings_module(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from netflix_assets.settings import Settings
-
-    return Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("schema"))
-
-
-@pytest.mark.slow
-def test_spark_sql_rules_agree_with_python_on_every_case(spark: Any) -> None:
-    factory = EventFactory(schema_version=None, poison_rate=0.5, late_rate=0.1, seed=11)
-    record = {
-        k: v for k, v in VALID_V1.items() if k not in ("event_id", "schema_version", "event_time", "producer")
-    }
-    generated = [(f"factory-{i}", factory.build(dict(record)).value) for i in range(300)]
-    cases = [(n, raw) for n, raw, _ in INVALID] + VALID + generated
-    frame = spark.createDataFrame([(n, bytearray(raw)) for n, raw in cases], "name string, value binary")
-    frame.createOrReplaceTempView("messages")
-    rows = spark.sql(
-        f"SELECT name, {events.spark_errors_sql('v')} AS errors "
-        "FROM (SELECT name, try_parse_json(CAST(value AS STRING)) AS v FROM messages)"
-    ).collect()
-    spark_errors = {row["name"]: list(row["errors"]) for row in rows}
-    python_errors = {n: events.validate_message(raw) for n, raw in cases}
-    disagreements = {
-        n: (python_errors[n], spark_errors[n]) for n in python_errors if python_errors[n] != spark_errors[n]
-    }
-    assert disagreements == {}
-    assert sum(1 for e in spark_errors.values() if e) > len(INVALID)  # the generated poison was judged too
-
-
-@pytest.mark.slow
-def test_spark_typed_columns_and_from_json_schema_read_a_valid_event(spark: Any) -> None:
-    raw = json.dumps(VALID_V2)
-    frame = spark.createDataFrame([(raw,)], "value string")
-    frame.createOrReplaceTempView("one")
-    row = spark.sql(
-        f"SELECT {', '.join(events.spark_columns_sql('v'))} FROM (SELECT try_parse_json(value) AS v FROM one)"
-    ).first()
-    assert row["user_id"] == VALID_V2["user_id"] and row["bitrate_kbps"] == VALID_V2["bitrate_kbps"]
-    assert row["user_rating"] == 4 and row["progress_percentage"] == 98.0 and row["is_download"] is False
-    assert row["event_time"].isoformat() == "2025-03-04T10:11:12.345000"
-    assert row["producer"]["sequence"] == 7
-    from pyspark.sql import functions as F
-
-    parsed = frame.select(
-        F.from_json("value", events.spark_schema(), events.SPARK_JSON_OPTIONS).alias("e")
-    ).first()["e"]
-    assert parsed["movie_id"] == VALID_V2["movie_id"] and parsed["quality"] == "4K"
-    assert parsed["event_time"] == row["event_time"]

@@ -1,23 +1,34 @@
-"""The stream's validation in Spark says exactly what the producer's Python validator says, per message.
+"""The stream's verdict on each message is exactly the producer's Python validator's.
 
-Expected reasons are computed by :func:`producer.events.validate_message` (plain Python, an independent
-implementation) for every case, so nothing here is hard-coded: the invalid and valid cases of the
-schema tests, a seeded batch of factory events with every poison kind, and events dated in the future.
+Expectations come from :func:`producer.events.validate_message` (plain Python) and, for the canonical path,
+also from a stock JSON Schema validator: nothing is hard-coded. Cases: every valid and invalid case of the
+schema tests, each in its spaced ``json.dumps`` encoding and re-encoded compactly by ``orjson`` as the
+producer writes; a seeded stream of factory events with every poison kind; events dated in the future.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
+import orjson
 import pytest
 
 from producer import events
-from producer.publish import EventFactory, utc_iso
+from producer.publish import POISON_KINDS, EventFactory, utc_iso
+from producer.sources import Catalog, synthetic_source
 from streaming import validation
-from tests.test_event_schema import INVALID, VALID, VALID_V1
+from tests.test_event_schema import INVALID, VALID, VALID_V1, stock_valid
+
+CATALOG = Catalog(
+    user_ids=tuple(f"user_{i:05d}" for i in range(50)),
+    user_countries=tuple(("USA", "Canada", None)[i % 3] for i in range(50)),
+    movie_ids=tuple(f"movie_{i:05d}" for i in range(20)),
+)
 
 
 def test_every_validator_message_has_a_reason_code() -> None:
@@ -45,61 +56,98 @@ def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     session.stop()
 
 
-def _messages(spark: Any, cases: list[tuple[str, bytes, datetime]]) -> Any:
+def _compact(raw: bytes) -> bytes | None:
+    """The producer's encoding of a case that is JSON at all."""
+    try:
+        return orjson.dumps(json.loads(raw))
+    except ValueError:
+        return None
+
+
+def _schema_cases() -> list[tuple[str, bytes]]:
+    cases = [(name, raw) for name, raw, _ in INVALID] + list(VALID)
+    compact = [(f"{name}-compact", c) for name, raw in cases if (c := _compact(raw)) is not None]
+    return cases + compact
+
+
+def _factory_cases(count: int, poison_rate: float, seed: int) -> list[tuple[str, bytes]]:
+    factory = EventFactory(schema_version=None, poison_rate=poison_rate, late_rate=0.1, seed=seed)
+    records = islice(synthetic_source(CATALOG, seed=seed), count)
+    return [(f"factory-{i}-{m.fault}", m.value) for i, m in enumerate(factory.messages(records))]
+
+
+def _judge(spark: Any, cases: list[tuple[str, bytes, datetime]]) -> tuple[Any, validation.Verdicts]:
+    """The stream's verdicts: ``parse_messages`` in Spark, then ``judge`` in the driver, as in a batch."""
     rows = [(i, i, name.encode(), bytearray(raw), ts) for i, (name, raw, ts) in enumerate(cases)]
-    return spark.createDataFrame(
+    frame = spark.createDataFrame(
         rows, "partition int, offset long, key binary, value binary, timestamp timestamp"
     )
+    table = validation.parse_messages(frame).toArrow().sort_by("offset")
+    return table, validation.judge(table)
 
 
 @pytest.mark.slow
-def test_spark_reasons_match_the_python_validator_on_every_case(spark: Any) -> None:
+def test_stream_verdicts_and_reasons_are_the_python_validators(spark: Any) -> None:
     now = datetime.now(UTC)
-    factory = EventFactory(schema_version=None, poison_rate=0.6, late_rate=0.1, seed=23)
-    record = {
-        k: v for k, v in VALID_V1.items() if k not in ("event_id", "schema_version", "event_time", "producer")
-    }
-    generated = [(f"factory-{i}", factory.build(dict(record)).value) for i in range(400)]
-    cases = [(n, raw, now) for n, raw, _ in INVALID] + [(n, raw, now) for n, raw in VALID]
-    cases += [(n, raw, now) for n, raw in generated]
-    parsed = validation.parse_messages(_messages(spark, cases))
-    rows = validation.with_errors(parsed).select("key", "errors", "reason", "valid").collect()
-    assert all(r["valid"] == (r["reason"] is None) for r in rows)
-    got = {bytes(r["key"]).decode(): (list(r["errors"]), r["reason"]) for r in rows}
-    expected = {}
-    for name, raw, _ in cases:
-        errors = events.validate_message(raw)
-        expected[name] = (errors, validation.reason_code(errors[0]) if errors else None)
-    assert len(got) == len(cases)
-    disagreements = {name: (got[name], expected[name]) for name in expected if got[name] != expected[name]}
-    assert disagreements == {}
-    kinds = {validation.reason_code(e[0]) for e, _ in expected.values() if e}
+    cases = [(n, raw, now) for n, raw in _schema_cases() + _factory_cases(400, 0.6, 23)]
+    _, verdicts = _judge(spark, cases)
+    expected = [events.validate_message(raw) for _, raw, _ in cases]
+    got_valid = verdicts.valid.to_pylist()
+    assert got_valid == [not e for e in expected]
+    assert {i: verdicts.errors[i] for i in verdicts.errors} == {i: e for i, e in enumerate(expected) if e}
+    kinds = {validation.reason_code(e[0]) for e in expected if e}
     assert {"invalid_json", "unsupported_schema_version"} <= kinds and len(kinds) >= 8, kinds
-    assert sum(1 for e, _ in expected.values() if not e) >= 100
+    assert sum(got_valid) >= 100
 
 
 @pytest.mark.slow
-def test_fast_path_agrees_with_the_exact_rules(spark: Any) -> None:
-    """The cheap check must be TRUE exactly when the exact expression finds no error."""
-    factory = EventFactory(schema_version=None, poison_rate=0.5, late_rate=0.0, seed=5)
-    record = {
-        k: v for k, v in VALID_V1.items() if k not in ("event_id", "schema_version", "event_time", "producer")
-    }
-    raws = [raw for _, raw, _ in INVALID] + [raw for _, raw in VALID]
-    raws += [factory.build(dict(record)).value for _ in range(300)]
-    frame = spark.createDataFrame([(bytearray(r),) for r in raws], "value binary").selectExpr(
-        "try_parse_json(CAST(value AS STRING)) AS v"
-    )
-    frame = frame.selectExpr("*", f"{validation.fields_struct_sql('v')} AS {validation.FIELDS_COLUMN}")
-    frame = frame.selectExpr("*", *validation._typed_columns_sql())
-    rows = frame.selectExpr(
-        f"{validation.fast_valid_sql('v')} AS fast",
-        f"{validation.fast_valid_on_typed_sql()} AS on_typed",  # the form parse_messages uses
-        f"size({events.spark_errors_sql('v')}) = 0 AS exact",
-    ).collect()
-    assert [r["fast"] for r in rows] == [r["exact"] for r in rows]
-    assert [r["on_typed"] for r in rows] == [r["exact"] for r in rows]
-    assert any(r["fast"] for r in rows) and not all(r["fast"] for r in rows)
+def test_canonical_path_accepts_only_valid_events_and_takes_the_producers(spark: Any) -> None:
+    """Spark's proof of validity is never wrong, and it is what the producer's events get."""
+    now = datetime.now(UTC)
+    schema_cases = _schema_cases()
+    factory = _factory_cases(600, 0.3, 5)
+    table, verdicts = _judge(spark, [(n, raw, now) for n, raw in schema_cases + factory])
+    canonical = table.column(validation.CANONICAL).to_pylist()
+    raws = [raw for _, raw in schema_cases + factory]
+    proven = [raw for raw, c in zip(raws, canonical, strict=True) if c]
+    assert all(events.validate_message(raw) == [] and stock_valid(json.loads(raw)) for raw in proven)
+    # Invalid cases in the producer's encoding reach Spark's value rules (the compact forms of the
+    # schema's value cases are canonical up to their one bad value): none of them is accepted.
+    assert any(name.endswith("-compact") and name.startswith("value-") for name, _ in schema_cases)
+    factory_valid = [
+        c for (name, raw), c in zip(factory, canonical[len(schema_cases) :], strict=True)
+        if not any(name.endswith(f"-{kind}") for kind in POISON_KINDS)
+    ]  # fmt: skip
+    assert len(factory_valid) > 300
+    assert sum(factory_valid) == len(factory_valid), "the producer's own events missed the canonical path"
+    assert verdicts.non_canonical == len(canonical) - sum(canonical)
+
+
+@pytest.mark.slow
+def test_typed_columns_hold_each_valid_events_values(spark: Any) -> None:
+    """Every valid message, canonical or not, reads as its JSON says (checked against ``json.loads``)."""
+    now = datetime.now(UTC)
+    cases = [(n, raw, now) for n, raw in _schema_cases() + _factory_cases(200, 0.2, 9)]
+    table, verdicts = _judge(spark, cases)
+    rows = table.to_pylist()
+    checked = 0
+    for (name, raw, _), row, valid in zip(cases, rows, verdicts.valid.to_pylist(), strict=True):
+        if not valid:
+            continue
+        event = json.loads(raw)
+        known = events.load_schema(event[events.VERSION_FIELD])["properties"]
+        for field in (f for f in validation.EVENT_COLUMNS if f in known):  # others are ignored
+            want = event.get(field)
+            got = row[field]
+            if field == "producer":
+                assert got["sequence"] == want["sequence"] and got["host"] == want["host"], name
+                assert got["sent_at"] == datetime.fromisoformat(want["sent_at"]), name
+            elif field == "event_time":
+                assert got == datetime.fromisoformat(want), name
+            elif field == events.VERSION_FIELD or not isinstance(want, dict):
+                assert got == want, (name, field, got, want)
+        checked += 1
+    assert checked >= 150
 
 
 @pytest.mark.slow
@@ -109,17 +157,14 @@ def test_events_dated_after_their_kafka_timestamp_are_rejected(spark: Any) -> No
         k: v for k, v in VALID_V1.items() if k not in ("event_id", "schema_version", "event_time", "producer")
     }
     sent = time.time()
-    cases = []
     aheads = (-600, 0, validation.FUTURE_TOLERANCE_S - 60, validation.FUTURE_TOLERANCE_S + 60, 86_400)
+    cases = []
     for ahead_s in aheads:
         message = factory.build({**record, "event_time": utc_iso(sent + ahead_s)}, now=sent)
         cases.append((str(ahead_s), message.value, datetime.fromtimestamp(sent, UTC)))
-    parsed = validation.with_errors(validation.parse_messages(_messages(spark, cases)))
-    rows = parsed.selectExpr(
-        "key", "reason", "unix_micros(event_time) - unix_micros(timestamp) AS ahead_us"
-    ).collect()
-    for row in rows:
-        too_far = row["ahead_us"] > validation.FUTURE_TOLERANCE_S * 1e6
-        assert (row["reason"] == "event_time_in_future") == too_far, (bytes(row["key"]), row["reason"])
-    rejected = sum(r["reason"] == "event_time_in_future" for r in rows)
-    assert rejected == sum(a > validation.FUTURE_TOLERANCE_S for a in aheads) > 0
+    _, verdicts = _judge(spark, cases)
+    for index, ahead_s in enumerate(aheads):
+        too_far = ahead_s > validation.FUTURE_TOLERANCE_S
+        assert verdicts.valid[index].as_py() is not too_far
+        assert verdicts.errors.get(index) == ([validation.EVENT_IN_FUTURE] if too_far else None)
+    assert validation.reason_code(validation.EVENT_IN_FUTURE) == "event_time_in_future"

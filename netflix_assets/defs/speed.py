@@ -158,6 +158,7 @@ def _batch_metadata(metrics: Any) -> dict[str, Any]:
         "dead_letters": metrics.dead_letters,
         "dead_letters_by_reason": MetadataValue.json(metrics.dead_by_reason),
         "late": metrics.late,
+        "judged_in_python": metrics.non_canonical,  # not in the producer's canonical encoding: slow path
         "input_offsets": MetadataValue.json(metrics.input_offsets),
         "watermark": metrics.watermark or "",
         "max_event_time": metrics.max_event_time or "",
