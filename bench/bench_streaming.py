@@ -160,6 +160,9 @@ def throughput(label: str, run: Any, events: int) -> dict[str, Any]:
         "idle_2_core_bound_events_per_s": round(2 * events / cpu) if cpu else None,
         "load_average_1m_after": os.getloadavg()[0],
         "warm_events_per_s": round(warm_rows / warm_seconds) if warm_seconds else None,
+        # What the whole-run rate includes besides the batches: starting the query (source, dimensions).
+        "query_start_s": round(done[0].committed_at - done[0].duration_s - started, 1) if done else None,
+        "first_batch_s": round(done[0].duration_s, 1) if done else None,
         "stage_s": {
             k: round(sum(b.stage_s.get(k, 0) for b in warm), 2) for k in (done[-1].stage_s if done else {})
         },

@@ -118,8 +118,9 @@ class Settings(BaseSettings):
         0,
         ge=0,
         description=(
-            "Spark tasks a micro-batch's Kafka ranges are cut into at least (0 = twice Spark's default "
-            "parallelism, so every core stays busy whatever the partition count)."
+            "Spark tasks a micro-batch's Kafka ranges are cut into at least, in ranges of 10,000 messages or "
+            "more (0 = four per core of Spark's default parallelism, so every core stays busy whatever the "
+            "partition count)."
         ),
     )
     stream_retention_hours: float = Field(

@@ -55,6 +55,7 @@ SCHEMA = StructType(
 #: redacts option values whose key matches ``password|secret|token`` in plans and logs.
 CLIENT_PREFIX = "kafka."
 ARROW_BATCH_ROWS = 65_536
+MIN_TASK_ROWS = 10_000  # smallest offset range a batch is cut into for parallelism (see partitions())
 
 
 PREFETCH_MESSAGES = 50_000  # per consumer: ~25 MB of events; librdkafka default 100,000
@@ -233,9 +234,10 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         begin = {int(p): int(o) for p, o in start["offsets"].items()}
         spans = {int(p): (begin.get(int(p), 0), int(stop)) for p, stop in end["offsets"].items()}
         # Like spark-sql-kafka's minPartitions: 3 Kafka partitions on 2 cores leave a core idle for a
-        # third of every batch, so a batch is cut into at least ``min_tasks`` offset ranges of equal size.
+        # third of every batch, so a batch is cut into at least ``min_tasks`` offset ranges of equal size,
+        # but not into ranges under MIN_TASK_ROWS messages, whose task costs more to start than it saves.
         total = sum(max(stop - first, 0) for first, stop in spans.values())
-        even = _ceil_div(total, self.min_tasks) if self.min_tasks > 0 and total else 0
+        even = max(_ceil_div(total, self.min_tasks), MIN_TASK_ROWS) if self.min_tasks > 0 and total else 0
         ranges = []
         for partition, (first, stop) in sorted(spans.items()):
             span = max(stop - first, 1)

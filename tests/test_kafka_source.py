@@ -37,7 +37,7 @@ def test_split_limit_admits_at_most_the_limit_and_always_progresses() -> None:
 
 
 def test_a_batch_is_cut_into_contiguous_ranges_of_about_equal_size() -> None:
-    from streaming.kafka_source import KafkaStreamReader
+    from streaming.kafka_source import MIN_TASK_ROWS, KafkaStreamReader
 
     rng = random.Random(11)
     for _ in range(300):
@@ -45,17 +45,22 @@ def test_a_batch_is_cut_into_contiguous_ranges_of_about_equal_size() -> None:
         options = source_options({"bootstrap.servers": "127.0.0.1:9"}, TOPIC, minPartitions=min_tasks)
         reader = KafkaStreamReader({k.lower(): v for k, v in options.items()})
         start = {p: rng.randint(0, 1_000) for p in range(rng.randint(1, 4))}
-        end = {p: o + rng.choice([0, 1, rng.randint(0, 50_000)]) for p, o in start.items()}
+        end = {
+            p: o + rng.choice([0, 1, rng.randint(0, 50_000), rng.randint(0, 400_000)])
+            for p, o in start.items()
+        }
         offsets = {"offsets": {str(p): o for p, o in start.items()}}
         ranges = reader.partitions(offsets, {"offsets": {str(p): o for p, o in end.items()}})
         for partition in start:  # every offset exactly once, in order
             read = [o for r in ranges if r.partition == partition for o in range(r.start, r.end)]
             assert read == list(range(start[partition], end[partition]))
         total = sum(end[p] - start[p] for p in start)
-        if min_tasks and total >= 10 * min_tasks * len(start):
-            sizes = [r.end - r.start for r in ranges]
+        sizes = [r.end - r.start for r in ranges]
+        if min_tasks and total >= MIN_TASK_ROWS * min_tasks + 10 * min_tasks * len(start):
             assert len(ranges) >= min_tasks
             assert max(sizes) <= -(-total // min_tasks)
+        split = [r.end - r.start for r in ranges if sum(q.partition == r.partition for q in ranges) > 1]
+        assert all(size >= MIN_TASK_ROWS // 2 for size in split)  # no task too small to pay for itself
 
 
 # -- against the broker -------------------------------------------------------------------------------------

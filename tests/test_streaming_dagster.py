@@ -97,6 +97,17 @@ def test_stream_materializes_every_micro_batch_and_the_sensor_follows_the_lag(
     )
     instance.delete_run("f" * 36)
 
+    # Runs that keep failing (e.g. the broker lost data the checkpoint references): no relaunch loop.
+    failed = [f"{i}" * 36 for i in range(speed.CRASH_LOOP_RUNS)]
+    for run_id in failed:
+        instance.add_run(DagsterRun(job_name=speed.JOB_NAME, run_id=run_id, status=DagsterRunStatus.FAILURE))
+    looping = _sensor_result(settings, instance)
+    assert not looping.run_requests and failed[-1] in looping.skip_reason.skip_message
+    instance.add_run(DagsterRun(job_name=speed.JOB_NAME, run_id="c" * 36, status=DagsterRunStatus.CANCELED))
+    assert len(_sensor_result(settings, instance).run_requests) == 1  # an operator's run ended cleanly
+    for run_id in [*failed, "c" * 36]:
+        instance.delete_run(run_id)
+
     defs = _definitions(settings)
     stream_asset = defs.get_assets_def(AssetKey(speed.BRONZE))
     result = materialize(

@@ -9,7 +9,9 @@
   Terminating the run from the UI stops the query after its current micro-batch.
 * ``speed_stream_sensor`` (every 10 s) launches the job when the topic has messages the stream has not
   committed and no stream is running (no run of the job in progress, no live stream process holding the
-  realtime warehouse); each launch has its own run key.
+  realtime warehouse); each launch has its own run key. After :data:`CRASH_LOOP_RUNS` failed runs in a
+  row it stops launching and says why in its skip reason, instead of relaunching a run that fails every
+  10 s (a real Kafka cluster that lost data the checkpoint references stops the stream on purpose).
 """
 
 import json
@@ -67,6 +69,7 @@ ACTIVE_STATUSES = [
     DagsterRunStatus.CANCELING,
 ]
 OBSERVE_EVERY_S = 30.0
+CRASH_LOOP_RUNS = 3
 _BUCKET_KEYS = {BRONZE: "speed/bronze", SILVER: "speed/silver", DEAD: "speed/dead_letter", LATE: "speed/late"}
 
 _USERS = AssetKey(["silver", "users"])
@@ -367,6 +370,7 @@ def evaluate_sensor(
         events.append(AssetObservation(asset_key=TOPIC_KEY, metadata=metadata))
         cursor.update(observed_total=total, observed_at=time.time())
     active = context.instance.get_runs(RunsFilter(job_name=JOB_NAME, statuses=ACTIVE_STATUSES), limit=1)
+    recent = context.instance.get_runs(RunsFilter(job_name=JOB_NAME), limit=CRASH_LOOP_RUNS)
     owner = running_owner(warehouse.layout())
     reason = None
     if active:
@@ -374,6 +378,12 @@ def evaluate_sensor(
     elif owner is not None:
         reason = (
             f"a stream (pid {owner.get('pid')} on {owner.get('host')}) already owns the realtime warehouse"
+        )
+    elif len(recent) == CRASH_LOOP_RUNS and all(r.status == DagsterRunStatus.FAILURE for r in recent):
+        reason = (
+            f"not relaunching: the last {CRASH_LOOP_RUNS} streaming runs failed (latest {recent[0].run_id}). "
+            "Read that run's error, fix the cause, then launch speed_stream_job from the UI; the sensor "
+            "resumes once a run is in progress or has ended without failing"
         )
     elif metadata["lag"] == 0:
         reason = f"no lag: the stream has committed all {total:,} messages"
