@@ -56,8 +56,6 @@ SCHEMA = StructType(
 CLIENT_PREFIX = "kafka."
 ARROW_BATCH_ROWS = 65_536
 MIN_TASK_ROWS = 10_000  # smallest offset range a batch is cut into for parallelism (see partitions())
-
-
 PREFETCH_MESSAGES = 50_000  # per consumer: ~25 MB of events; librdkafka default 100,000
 PREFETCH_KBYTES = 16_384
 

@@ -158,8 +158,7 @@ def judge(rows: pa.Table) -> Verdicts:
     Canonical messages are schema-valid; the others go through the shared Python validator. Then the
     stream's future rule applies to every schema-valid message.
     """
-    schema_valid = np.asarray(pc.fill_null(rows.column(CANONICAL), False).to_numpy(zero_copy_only=False))
-    schema_valid = schema_valid.astype(bool, copy=True)
+    schema_valid = np.array(pc.fill_null(rows.column(CANONICAL), False).to_numpy(zero_copy_only=False), bool)
     errors: dict[int, list[str]] = {}
     unproven = np.flatnonzero(~schema_valid)
     values = rows.column("value").take(pa.array(unproven)).to_pylist()
