@@ -97,15 +97,23 @@ def test_stream_materializes_every_micro_batch_and_the_sensor_follows_the_lag(
     )
     instance.delete_run("f" * 36)
 
-    # Runs that keep failing (e.g. the broker lost data the checkpoint references): no relaunch loop.
-    failed = [f"{i}" * 36 for i in range(speed.CRASH_LOOP_RUNS)]
-    for run_id in failed:
+    # Runs interrupted by a shutdown (make run's Ctrl-C marks them failed) do not stop the relaunches...
+    interrupted = [f"{i}" * 36 for i in range(speed.CRASH_LOOP_RUNS)]
+    for run_id in interrupted:
         instance.add_run(DagsterRun(job_name=speed.JOB_NAME, run_id=run_id, status=DagsterRunStatus.FAILURE))
+    assert len(_sensor_result(settings, instance).run_requests) == 1
+    # ... runs whose stream keeps failing (e.g. the broker lost data the checkpoint references) do.
+    failed = [f"{i}" * 36 for i in range(5, 5 + speed.CRASH_LOOP_RUNS)]
+    for run_id in failed:
+        instance.add_run(
+            DagsterRun(job_name=speed.JOB_NAME, run_id=run_id, status=DagsterRunStatus.FAILURE,
+                       tags={speed.STREAM_ERROR_TAG: "StreamFailedError"})
+        )  # fmt: skip
     looping = _sensor_result(settings, instance)
     assert not looping.run_requests and failed[-1] in looping.skip_reason.skip_message
     instance.add_run(DagsterRun(job_name=speed.JOB_NAME, run_id="c" * 36, status=DagsterRunStatus.CANCELED))
     assert len(_sensor_result(settings, instance).run_requests) == 1  # an operator's run ended cleanly
-    for run_id in [*failed, "c" * 36]:
+    for run_id in [*interrupted, *failed, "c" * 36]:
         instance.delete_run(run_id)
 
     defs = _definitions(settings)
@@ -189,3 +197,30 @@ def test_terminating_the_run_stops_the_query_between_micro_batches(
     assert "run terminated: stopping the streaming query after its current micro-batch" in text, text[-3000:]
     progress = read_progress(bucket, checkpoint_key())
     assert progress.planned_batch == progress.committed_batch, text[-3000:]
+
+
+def test_a_stream_that_fails_tags_its_run_for_the_sensor(
+    stack: tuple[Settings, EmbeddedBroker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tag is what tells the sensor's crash-loop guard a failure from a shutdown's interruption.
+
+    The failure itself is stood in for here (the real ones, e.g. a broker that lost data, are the broker
+    restart tests'); what is checked is the Dagster wiring from the stream's error to the run's tag.
+    """
+    import streaming.job
+
+    def failing_stream(*_args: Any, **_kwargs: Any) -> Any:
+        raise streaming.job.StreamFailedError("the broker lost data the checkpoint references")
+
+    monkeypatch.setattr(streaming.job, "run_stream", failing_stream)
+    settings, _ = stack
+    instance = DagsterInstance.ephemeral()
+    result = materialize(
+        [_definitions(settings).get_assets_def(AssetKey(speed.BRONZE))],
+        resources=build_resources(settings),
+        instance=instance,
+        raise_on_error=False,
+    )
+    assert not result.success
+    run = instance.get_run_by_id(result.run_id)
+    assert run is not None and run.tags.get(speed.STREAM_ERROR_TAG) == "StreamFailedError"

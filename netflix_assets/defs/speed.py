@@ -9,9 +9,10 @@
   Terminating the run from the UI stops the query after its current micro-batch.
 * ``speed_stream_sensor`` (every 10 s) launches the job when the topic has messages the stream has not
   committed and no stream is running (no run of the job in progress, no live stream process holding the
-  realtime warehouse); each launch has its own run key. After :data:`CRASH_LOOP_RUNS` failed runs in a
-  row it stops launching and says why in its skip reason, instead of relaunching a run that fails every
-  10 s (a real Kafka cluster that lost data the checkpoint references stops the stream on purpose).
+  realtime warehouse); each launch has its own run key. After :data:`CRASH_LOOP_RUNS` runs in a row
+  whose stream itself failed (tagged :data:`STREAM_ERROR_TAG`; a run interrupted by a shutdown is not)
+  it stops launching and says why in its skip reason, instead of relaunching a run that fails every 10 s
+  (a real Kafka cluster that lost data the checkpoint references stops the stream on purpose).
 """
 
 import json
@@ -70,6 +71,7 @@ ACTIVE_STATUSES = [
 ]
 OBSERVE_EVERY_S = 30.0
 CRASH_LOOP_RUNS = 3
+STREAM_ERROR_TAG = "netflix/stream_error"  # set on a run whose streaming query failed (not interrupted)
 _BUCKET_KEYS = {BRONZE: "speed/bronze", SILVER: "speed/silver", DEAD: "speed/dead_letter", LATE: "speed/late"}
 
 _USERS = AssetKey(["silver", "users"])
@@ -317,6 +319,7 @@ def _run_stream_in_dagster(
         context.log.info(f"streaming query stopped ({outcome.get('summary') or outcome.get('error')})")
         raise
     if "error" in outcome:
+        context.instance.add_run_tags(context.run_id, {STREAM_ERROR_TAG: type(outcome["error"]).__name__})
         raise Failure(description=f"the speed stream stopped with an error: {outcome['error']}") from outcome[
             "error"
         ]
@@ -379,9 +382,12 @@ def evaluate_sensor(
         reason = (
             f"a stream (pid {owner.get('pid')} on {owner.get('host')}) already owns the realtime warehouse"
         )
-    elif len(recent) == CRASH_LOOP_RUNS and all(r.status == DagsterRunStatus.FAILURE for r in recent):
+    elif len(recent) == CRASH_LOOP_RUNS and all(
+        r.status == DagsterRunStatus.FAILURE and STREAM_ERROR_TAG in r.tags for r in recent
+    ):
         reason = (
-            f"not relaunching: the last {CRASH_LOOP_RUNS} streaming runs failed (latest {recent[0].run_id}). "
+            f"not relaunching: the stream failed in the last {CRASH_LOOP_RUNS} runs "
+            f"(latest {recent[0].run_id}). "
             "Read that run's error, fix the cause, then launch speed_stream_job from the UI; the sensor "
             "resumes once a run is in progress or has ended without failing"
         )
