@@ -7,7 +7,7 @@ other, each in a fresh child process:
   runs, checks included — with the Settings defaults (``local[*]`` Spark). Wall time counts from the
   child's start, so Python/Dagster imports, the Spark JVM start and every dbt process start are in it;
   the Dagster step durations give the breakdown.
-* **baseline**: ``tests/reference_marts.compute_reference`` — the same cleaning rules and the same seven
+* **baseline**: ``reference.marts.compute_reference`` — the same cleaning rules and the same seven
   marts as plain DuckDB SQL straight from the CSVs, in one process.
 
 Peak memory is the largest sum of RSS over the child's whole process tree (Python, Spark's JVM and
@@ -33,14 +33,14 @@ from typing import Any
 import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-if str(PROJECT_ROOT) not in sys.path:  # `tests.reference_marts` is the baseline, reused rather than copied
+if str(PROJECT_ROOT) not in sys.path:  # `reference.marts` is the baseline, reused rather than copied
     sys.path.insert(0, str(PROJECT_ROOT))
 
 SAMPLE_SECONDS = 0.2
 
 
 def bench_settings(root: Path, driver_memory: str | None):
-    from netflix_assets.settings import Settings
+    from core.settings import Settings
 
     extra = {"spark_driver_memory": driver_memory} if driver_memory else {}
     return Settings(_env_file=None, data_dir=root / "data", **extra)
@@ -51,7 +51,9 @@ def child_batch(root: Path, driver_memory: str | None, out: Path) -> None:
     started = time.perf_counter()
     from dagster import AssetsDefinition, DagsterInstance, materialize
 
-    from netflix_assets.defs import dbt, raw, silver
+    from netflix_assets.defs.dbt import definitions as dbt
+    from netflix_assets.defs.raw import definitions as raw
+    from netflix_assets.defs.silver import definitions as silver
     from netflix_assets.resources import build_resources
 
     settings = bench_settings(root, driver_memory)
@@ -100,8 +102,8 @@ def child_baseline(root: Path, out: Path) -> None:
     started = time.perf_counter()
     import duckdb
 
-    from netflix_assets.bucket import Bucket
-    from tests.reference_marts import MART_SQL, build_marts, build_silver
+    from core.bucket import Bucket
+    from reference.marts import MART_SQL, build_marts, build_silver
 
     raw_dir = Bucket.from_settings(bench_settings(root, None)).local_path("raw")
     con = duckdb.connect(str(root / "baseline.duckdb"))
@@ -175,8 +177,8 @@ def measure(args: list[str], log: Path) -> dict[str, Any]:
 def compare(root: Path) -> dict[str, str]:
     import duckdb
 
-    from netflix_assets.warehouse import WarehouseLayout
-    from tests.reference_marts import mart_differences
+    from core.warehouse import WarehouseLayout
+    from reference.marts import mart_differences
 
     published = WarehouseLayout.from_settings(bench_settings(root, None)).batch_published
     con = duckdb.connect(str(root / "baseline.duckdb"), read_only=True)
@@ -188,9 +190,11 @@ def compare(root: Path) -> dict[str, str]:
 
 
 def run_scale(scale: float, seed: int, scratch: Path, driver_memory: str | None) -> dict[str, Any]:
-    from netflix_assets.bucket import Bucket
-    from netflix_assets.datagen import generate
-    from netflix_assets.defs.dbt import build_dbt_project, prepare_manifest
+    from core.bucket import Bucket
+    from core.dbt import dbt_vars
+    from core.warehouse import Warehouse
+    from datagen import generate
+    from netflix_assets.defs.dbt.project import build_dbt_project, prepare_manifest
     from netflix_assets.resources import dbt_resource
 
     root = scratch / f"scale-{scale:g}"
@@ -203,7 +207,8 @@ def run_scale(scale: float, seed: int, scratch: Path, driver_memory: str | None)
         flush=True,
     )
     # A deployed code location parses the dbt project once at load; the runs then find it fresh.
-    prepare_manifest(build_dbt_project(settings), dbt_resource(settings), settings)
+    values = dbt_vars(Bucket.from_settings(settings), Warehouse.from_settings(settings))
+    prepare_manifest(build_dbt_project(settings.warehouse.value), dbt_resource(settings), values)
     memory = ["--driver-memory", driver_memory] if driver_memory else []
     batch = measure(["_batch", str(root), *memory], root / "batch.log")
     print(f"  batch layer: {batch['process_wall']:.1f} s, peak {batch['peak_rss_mb']:,.0f} MB", flush=True)

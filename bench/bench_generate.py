@@ -36,8 +36,8 @@ def _cpu_seconds() -> float:
 
 
 def run_generator(root: str, scale: float, seed: int, workers: int) -> dict[str, Any]:
-    from netflix_assets.bucket import Bucket
-    from netflix_assets.datagen import generate_tables
+    from core.bucket import Bucket
+    from datagen import generate_tables
 
     cpu, started = _cpu_seconds(), time.perf_counter()
     tables = [vars(r) for r in generate_tables(Bucket(root), scale, seed, workers=workers)]

@@ -28,8 +28,10 @@ from pathlib import Path
 import confluent_kafka
 from confluent_kafka import Producer
 
-from netflix_assets import broker as kafka
-from netflix_assets.settings import Settings
+from core.kafka.cluster import KafkaCluster
+from core.kafka.offsets import end_offsets
+from core.settings import Settings
+from embedded_broker.process import EmbeddedBroker
 from producer.publish import FAST_LINGER_MS, EventFactory, produce, producer_config, send
 from producer.sources import Catalog, synthetic_source
 
@@ -56,7 +58,7 @@ def bare_loop(conf: dict[str, str], pairs: list[tuple[bytes | None, bytes]], com
 def run_mode(mode: str, settings: Settings, data: dict, compression: str) -> tuple[float, float]:
     """(events/s, CPU microseconds of this process per event, librdkafka threads included)."""
     n = len(data["pairs"])
-    with kafka.EmbeddedBroker(settings, topics={TOPIC: 3}) as broker:
+    with EmbeddedBroker.from_settings(settings, topics={TOPIC: 3}) as broker:
         conf = broker.client_config()
         cpu_started = time.process_time()
         if mode == "bare":
@@ -66,13 +68,20 @@ def run_mode(mode: str, settings: Settings, data: dict, compression: str) -> tup
                 rate=0, topic=TOPIC, client_conf=conf, compression=compression, create_topics=False
             )
             if mode == "send":
-                report = send(settings, data["messages"], **options)
+                report = send(KafkaCluster.from_settings(settings), data["messages"], **options)
             else:
-                report = produce(settings, data["records"], count=n, schema_version=2, seed=1, **options)
+                report = produce(
+                    KafkaCluster.from_settings(settings),
+                    data["records"],
+                    count=n,
+                    schema_version=2,
+                    seed=1,
+                    **options,
+                )
             assert report.acked == n and report.failed == 0, report.summary()
             elapsed = report.elapsed_s
         cpu_us = (time.process_time() - cpu_started) * 1e6 / n
-        landed = sum(kafka.end_offsets(conf, TOPIC).values())
+        landed = sum(end_offsets(conf, TOPIC).values())
         assert landed == n, f"{mode}: {landed} events on the topic, expected {n}"
     return n / elapsed, cpu_us
 

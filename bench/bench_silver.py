@@ -2,9 +2,9 @@
 
 For each scale the raw CSVs are generated first (not timed); then, each in a fresh child process:
 
-* **silver**: ``netflix_assets.silver.timing.time_silver`` — Spark start, the six tables (rules, Parquet
+* **silver**: ``bench.silver_timing.time_silver`` — Spark start, the six tables (rules, Parquet
   writes, the asset checks) with the Settings' Spark master (default ``local[*]``).
-* **baseline**: ``tests/reference_marts.build_silver`` — the same rules in plain DuckDB SQL, followed by
+* **baseline**: ``reference.marts.build_silver`` — the same rules in plain DuckDB SQL, followed by
   writing its Silver and quarantine tables as Parquet, so both sides end with the same files.
 
 Wall time includes each child's Python imports; peak RSS is the largest sum over the child's process tree.
@@ -28,18 +28,18 @@ from typing import Any
 import psutil
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-if str(PROJECT_ROOT) not in sys.path:  # the baseline is tests/reference_marts, reused rather than copied
+if str(PROJECT_ROOT) not in sys.path:  # `reference.marts` is the baseline, reused rather than copied
     sys.path.insert(0, str(PROJECT_ROOT))
 
 
 def settings_for(root: Path, master: str):
-    from netflix_assets.settings import Settings
+    from core.settings import Settings
 
     return Settings(_env_file=None, data_dir=root / "data", spark_master=master)
 
 
 def child_silver(root: Path, master: str, workers: int | None) -> dict[str, Any]:
-    from netflix_assets.silver.timing import time_silver
+    from bench.silver_timing import time_silver
 
     return time_silver(settings_for(root, master), workers=workers).as_dict()
 
@@ -47,8 +47,8 @@ def child_silver(root: Path, master: str, workers: int | None) -> dict[str, Any]
 def child_baseline(root: Path) -> dict[str, Any]:
     import duckdb
 
-    from netflix_assets.bucket import Bucket
-    from tests.reference_marts import TABLES, build_silver
+    from core.bucket import Bucket
+    from reference.marts import TABLES, build_silver
 
     bucket = Bucket.from_settings(settings_for(root, "local[*]"))
     out = root / "baseline"
@@ -104,8 +104,8 @@ def main() -> None:
         print(json.dumps(answer, default=str))
         return
 
-    from netflix_assets.bucket import Bucket
-    from netflix_assets.datagen import generate
+    from core.bucket import Bucket
+    from datagen import generate
 
     scratch = args.scratch or Path(tempfile.mkdtemp(prefix="bench-silver-"))
     for scale in (float(s) for s in args.scales.split(",")):

@@ -45,13 +45,18 @@ sys.path.insert(0, str(ROOT))
 
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
-from netflix_assets.broker import EmbeddedBroker, end_offsets  # noqa: E402
-from netflix_assets.bucket import Bucket  # noqa: E402
-from netflix_assets.datagen import generate  # noqa: E402
-from netflix_assets.settings import Settings  # noqa: E402
+from core.bucket import Bucket  # noqa: E402
+from core.contracts.speed import SILVER_KEY  # noqa: E402
+from core.kafka.cluster import KafkaCluster  # noqa: E402
+from core.kafka.offsets import end_offsets  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from core.spark import start_spark  # noqa: E402
+from core.warehouse import WarehouseLayout  # noqa: E402
+from datagen import generate  # noqa: E402
+from embedded_broker.process import EmbeddedBroker  # noqa: E402
 from producer.publish import produce  # noqa: E402
 from producer.sources import Catalog, synthetic_source  # noqa: E402
-from streaming.job import build_spark, run_stream  # noqa: E402
+from streaming.job import StreamOptions, StreamSummary, run_stream  # noqa: E402
 from streaming.kafka_source import SCHEMA  # noqa: E402
 
 log = logging.getLogger("bench_streaming")
@@ -68,6 +73,28 @@ def settings_for(root: Path, broker: EmbeddedBroker, args: argparse.Namespace, *
         spark_shuffle_partitions=args.shuffle_partitions,
         spark_driver_memory=args.driver_memory,
         **extra,
+    )
+
+
+def stream(
+    settings: Settings,
+    spark: Any,
+    *,
+    stop_event: threading.Event | None = None,
+    on_batch: Any = None,
+    source: Any = None,
+    **options: Any,
+) -> StreamSummary:
+    """The stream as the deployment described by ``settings`` runs it, with ``options`` overridden."""
+    return run_stream(
+        spark,
+        Bucket.from_settings(settings),
+        WarehouseLayout.from_settings(settings),
+        KafkaCluster.from_settings(settings),
+        StreamOptions.from_settings(settings, **options),
+        stop_event=stop_event,
+        on_batch=on_batch,
+        source=source,
     )
 
 
@@ -171,9 +198,7 @@ def throughput(label: str, run: Any, events: int) -> dict[str, Any]:
     return result
 
 
-def latency(
-    settings: Settings, spark: Any, conf: dict[str, str], catalog: Catalog, args: argparse.Namespace
-) -> list[dict]:
+def latency(settings: Settings, spark: Any, catalog: Catalog, args: argparse.Namespace) -> list[dict]:
     """The live stream at each rate; per-event latency from Silver's Kafka timestamps and publish times."""
     fresh_speed(settings)
     published: dict[int, float] = {}
@@ -183,30 +208,24 @@ def latency(
         if not m.skipped:
             published[m.batch_id] = m.committed_at
 
-    stream = threading.Thread(
-        target=run_stream,
-        kwargs={
-            "settings": settings,
-            "spark": spark,
-            "client_conf": conf,
-            "stop_event": stop,
-            "on_batch": on_batch,
-        },
-        daemon=True,
+    live = threading.Thread(
+        target=stream, args=(settings, spark), kwargs={"stop_event": stop, "on_batch": on_batch}, daemon=True
     )
-    stream.start()
+    live.start()
     time.sleep(args.stream_warmup)
     phases = []
     for rate in args.rates:
         began = time.time()
         source = synthetic_source(catalog, seed=rate)
-        report = produce(settings, source, rate=rate, duration_s=args.latency_seconds, client_conf=conf)
+        report = produce(
+            KafkaCluster.from_settings(settings), source, rate=rate, duration_s=args.latency_seconds
+        )
         phases.append((rate, began, time.time(), report.sent))
         time.sleep(2)
     time.sleep(settings.stream_trigger_seconds * 2 + 10)  # let the last events reach the warehouse
     stop.set()
-    stream.join(300)
-    silver = Bucket.from_settings(settings).uri("speed/silver")
+    live.join(300)
+    silver = Bucket.from_settings(settings).uri(SILVER_KEY)
     con = duckdb.connect()
     con.execute("CREATE TABLE published (batch_id BIGINT, published_at DOUBLE)")
     con.executemany("INSERT INTO published VALUES (?, ?)", list(published.items()))
@@ -262,8 +281,8 @@ def run_rate_source(
         return joined.select(*[messages[name] for name in SCHEMA.fieldNames()])
 
     try:
-        run_stream(settings, spark=spark, trigger_seconds=1.0, stop_event=stop, on_batch=count,
-                   publish_dead_letters=False, source=source, query_name="rate_ceiling")  # fmt: skip
+        stream(settings, spark, trigger_seconds=1.0, stop_event=stop, on_batch=count,
+               publish_dead_letters=False, source=source, query_name="rate_ceiling")  # fmt: skip
     finally:
         messages.unpersist()
 
@@ -296,17 +315,15 @@ def main() -> int:
     results: dict[str, Any] = {"machine": f"{os.cpu_count()} cores", "load_before": os.getloadavg(), "args": {
         k: str(v) for k, v in vars(args).items()}}  # fmt: skip
 
-    with EmbeddedBroker(
-        Settings(_env_file=None, data_dir=args.work / "broker"), record_state=False
-    ) as broker:
+    with EmbeddedBroker(args.work / "broker", record_state=False) as broker:
         conf = broker.client_config()
         base = settings_for(args.work / "kafka", broker, args, stream_max_events_per_trigger=args.batch,
                             stream_trigger_seconds=args.trigger_seconds)  # fmt: skip
         bucket = Bucket.from_settings(base)
         generate(bucket, 0.1, seed=42)
         catalog = Catalog.from_bucket(bucket)
-        report = produce(base, synthetic_source(catalog, seed=1), rate=0, count=args.events, poison_rate=0.02,
-                         late_rate=0.02, seed=2, client_conf=conf)  # fmt: skip
+        report = produce(KafkaCluster.from_settings(base), synthetic_source(catalog, seed=1), rate=0,
+                         count=args.events, poison_rate=0.02, late_rate=0.02, seed=2)  # fmt: skip
         log.info("produced: %s", report.summary())
         messages = read_back(conf, base.kafka_topic)
         files = args.work / "ceiling_input"
@@ -318,16 +335,16 @@ def main() -> int:
                     piece.slice(0, -(-args.batch // FILES_PER_BATCH)), files / f"part-{i:05d}-{j}.parquet"
                 )
 
-        spark = build_spark(base, "bench_streaming")
+        spark = start_spark(base, "bench_streaming")
         # Warm-up on a small file stream so no measured run pays the JVM's first compilation ...
         warm_settings = settings_for(args.work / "warmup", broker, args)
         fresh_speed(warm_settings)
         warm_files = args.work / "warm_input"
         warm_files.mkdir()
         pq.write_table(messages.slice(0, min(50_000, messages.num_rows)), warm_files / "part-0.parquet")
-        run_stream(
+        stream(
             warm_settings,
-            spark=spark,
+            spark,
             available_now=True,
             publish_dead_letters=False,
             source=lambda s: s.readStream.schema(SCHEMA).parquet(str(warm_files)),
@@ -336,15 +353,14 @@ def main() -> int:
         # ... and one full batch on a topic of its own, so no measured run pays the JIT's warm-up.
         kafka_warm = settings_for(args.work / "warmup_kafka", broker, args, kafka_topic="bench_warmup",
                                   stream_max_events_per_trigger=args.batch)  # fmt: skip
-        produce(kafka_warm, synthetic_source(catalog, seed=3), rate=0, count=args.batch, poison_rate=0.02,
-                late_rate=0.02, seed=4, client_conf=conf)  # fmt: skip
-        run_stream(kafka_warm, spark=spark, client_conf=conf, available_now=True, publish_dead_letters=False,
-                   query_name="warmup_kafka")  # fmt: skip
+        produce(KafkaCluster.from_settings(kafka_warm), synthetic_source(catalog, seed=3), rate=0,
+                count=args.batch, poison_rate=0.02, late_rate=0.02, seed=4)  # fmt: skip
+        stream(kafka_warm, spark, available_now=True, publish_dead_letters=False, query_name="warmup_kafka")
 
         fresh_speed(base)
         results["kafka"] = throughput(
             "kafka source",
-            lambda cb: run_stream(base, spark=spark, client_conf=conf, available_now=True, on_batch=cb),
+            lambda cb: stream(base, spark, available_now=True, on_batch=cb),
             args.events,
         )
         ceiling_settings = settings_for(args.work / "ceiling", broker, args)
@@ -359,9 +375,9 @@ def main() -> int:
 
         results["ceiling"] = throughput(
             "file source (ceiling)",
-            lambda cb: run_stream(
+            lambda cb: stream(
                 ceiling_settings,
-                spark=spark,
+                spark,
                 available_now=True,
                 on_batch=cb,
                 publish_dead_letters=False,
@@ -399,10 +415,9 @@ def main() -> int:
                 stream_max_events_per_trigger=args.batch,
                 kafka_topic="bench_live_events",
             )
-            produce(
-                live, iter(()), rate=0, client_conf=conf
-            )  # creates the topic: the stream starts on it empty
-            results["latency"] = latency(live, spark, conf, catalog, args)
+            # Creates the topic: the stream starts on it empty.
+            produce(KafkaCluster.from_settings(live), iter(()), rate=0)
+            results["latency"] = latency(live, spark, catalog, args)
         spark.stop()
     results["load_after"] = os.getloadavg()
     if not args.keep_work:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from netflix_assets.defs import dbt, raw, silver, speed
+from core.settings import Settings, get_settings
+from netflix_assets.defs.dbt import definitions as dbt
+from netflix_assets.defs.raw import definitions as raw
+from netflix_assets.defs.silver import definitions as silver
+from netflix_assets.defs.speed import definitions as speed
 from netflix_assets.resources import build_resources
-from netflix_assets.settings import Settings, get_settings
 
 
 def build_definitions(settings: Settings) -> Definitions:

@@ -1,48 +1,71 @@
-"""Dagster resources, built from :class:`Settings` in this one place and chosen by deployment.
+"""Dagster resources: the deployment's components, built from :class:`Settings` in this one place.
 
-The same assets run everywhere; only what this module hands them differs: a local folder or GCS for
-the bucket, local Spark or a cluster master, dbt's ``duckdb`` or ``bigquery`` target, the embedded
-broker or a real Kafka cluster. Nothing else in the package decides which component is in use.
+The same assets run everywhere; only what this module hands them differs: a local folder or GCS for the
+bucket, local Spark or a cluster master, dbt's ``duckdb`` or ``bigquery`` target, the embedded broker or a
+real Kafka cluster. Each resource is configuration plus one method that returns the ready object the
+layers work with (a :class:`Bucket`, a :class:`Warehouse`, a :class:`KafkaCluster`); nothing in an asset
+rebuilds those from settings.
 """
 
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from dagster_dbt import DbtCliResource
 from dagster_pyspark import PySparkResource
+from pydantic import PrivateAttr
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.kafka_resource import KafkaResource
-from netflix_assets.settings import PROJECT_ROOT, Settings, WarehouseKind
-from netflix_assets.warehouse import WarehouseLayout
+from core.bucket import Bucket
+from core.kafka.admin import cluster_id
+from core.kafka.cluster import KafkaCluster, embedded_state_dir, read_state
+from core.kafka.offsets import end_offsets
+from core.settings import PROJECT_ROOT, Settings, WarehouseKind, kafka_security_config
+from core.spark import spark_config
+from core.warehouse import BigQueryTarget, Warehouse, WarehouseLayout
+from embedded_broker.process import EmbeddedBroker
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
 
 class BucketResource(ConfigurableResource):
-    """The raw/silver/quarantine bucket: a local folder or ``gs://bucket/prefix``."""
+    """The raw/silver/quarantine/speed bucket: a local folder or ``gs://bucket/prefix``."""
 
     url: str
     gcs_project: str | None = None
     gcs_endpoint: str | None = None
 
     def get(self) -> Bucket:
-        return Bucket.from_settings(
-            Settings(bucket_url=self.url, gcs_project=self.gcs_project, gcs_endpoint=self.gcs_endpoint)
-        )
+        return Bucket.at(self.url, self.gcs_project, self.gcs_endpoint)
 
 
 class WarehouseResource(ConfigurableResource):
-    """Where the warehouse lives and which engine serves it (see ``netflix_assets.warehouse``)."""
+    """Which engine serves the warehouse, and where (``core.warehouse``)."""
 
     kind: str = WarehouseKind.DUCKDB.value
     duckdb_dir: str
     bigquery_project: str | None = None
     bigquery_dataset: str = "netflix"
+    bigquery_silver_dataset: str = "silver"
+    bigquery_location: str = "US"
+    bigquery_method: str = "oauth"
+    bigquery_keyfile: str | None = None
+
+    def get(self) -> Warehouse:
+        bigquery = BigQueryTarget(
+            project=self.bigquery_project,
+            dataset=self.bigquery_dataset,
+            silver_dataset=self.bigquery_silver_dataset,
+            location=self.bigquery_location,
+            method=self.bigquery_method,
+            keyfile=self.bigquery_keyfile,
+        )
+        return Warehouse(WarehouseKind(self.kind), self.layout(), bigquery)
 
     def layout(self) -> WarehouseLayout:
-        return WarehouseLayout(root=WarehouseLayout.from_settings(Settings(duckdb_dir=self.duckdb_dir)).root)
+        return WarehouseLayout(Path(self.duckdb_dir).expanduser().resolve())
 
 
 class DataQualityResource(ConfigurableResource):
@@ -52,30 +75,80 @@ class DataQualityResource(ConfigurableResource):
     quarantine_error_share: float = 0.25
 
 
-def spark_config(settings: Settings) -> dict[str, Any]:
-    """Spark configuration shared by the batch job and the stream; cluster specifics come from the master."""
-    return {
-        "spark.master": settings.spark_master,
-        "spark.app.name": "netflix-lambda",
-        "spark.driver.memory": settings.spark_driver_memory,
-        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
-        "spark.sql.session.timeZone": "UTC",
-        "spark.sql.adaptive.enabled": "true",
-        "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
-        "spark.pyspark.python": settings.pyspark_python,
-        "spark.pyspark.driver.python": settings.pyspark_python,
-        "spark.executorEnv.PYSPARK_PYTHON": settings.pyspark_python,
-        "spark.local.dir": str(settings.data_dir / "spark-tmp"),
-        # -XX:-DontCompileHugeMethods: HotSpot never JIT-compiles methods over 8,000 bytes of bytecode, and
-        # Spark's generated code for wide rule expressions (the stream's validation) exceeds that; measured
-        # 2x faster validation with the flag (docs/speed-layer.md).
-        "spark.driver.extraJavaOptions": "-Dlog4j2.level=warn -XX:-DontCompileHugeMethods",
-        "spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods",
-    }
+class KafkaResource(ConfigurableResource):
+    """The event broker for assets and sensors: a real cluster, or the embedded Tansu broker.
 
+    With ``bootstrap_servers`` set nothing is started and the same calls go to that cluster (SASL/TLS
+    from the security fields). Without it the resource attaches to the broker that
+    ``netflix-lambda broker`` runs (found through its state file); with ``manage_embedded`` it starts
+    its own broker for the run when none is running and stops it afterwards (tests, one-shot runs: the
+    topic dies with the run, since Tansu keeps everything in memory).
+    """
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+    state_dir: str
+    bootstrap_servers: str | None = None
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_location: str | None = None
+    topic: str = "netflix_watch_events"
+    dead_letter_topic: str = "netflix_watch_events_dlq"
+    partitions: int = 3
+    manage_embedded: bool = False
+
+    _broker: EmbeddedBroker | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> KafkaResource:
+        values: dict[str, Any] = {
+            "state_dir": str(embedded_state_dir(settings)),
+            "bootstrap_servers": settings.kafka_bootstrap_servers,
+            "security_protocol": settings.kafka_security_protocol,
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_username": settings.kafka_sasl_username,
+            "ssl_ca_location": settings.kafka_ssl_ca_location,
+            "topic": settings.kafka_topic,
+            "dead_letter_topic": settings.kafka_dead_letter_topic,
+            "partitions": settings.kafka_partitions,
+        }
+        if settings.kafka_sasl_password is not None:
+            # Resolved from the environment at run time, so the secret never appears in run config.
+            values["sasl_password"] = EnvVar("NETFLIX_KAFKA_SASL_PASSWORD")
+        return cls(**{**values, **overrides})
+
+    def get(self) -> KafkaCluster:
+        security = kafka_security_config(
+            self.security_protocol,
+            self.sasl_mechanism,
+            self.sasl_username,
+            self.sasl_password,
+            self.ssl_ca_location,
+        )
+        return KafkaCluster(
+            bootstrap_servers=self.bootstrap_servers,
+            state_dir=Path(self.state_dir),
+            security=security,
+            topic=self.topic,
+            dead_letter_topic=self.dead_letter_topic,
+            partitions=self.partitions,
+        )
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        cluster = self.get()
+        if self.manage_embedded and cluster.embedded and read_state(cluster.state_dir) is None:
+            self._broker = EmbeddedBroker(cluster.state_dir, topics=cluster.topics()).start()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._broker is not None:
+            self._broker.stop()
+            self._broker = None
+
+    def end_offsets(self, topic: str | None = None, timeout_s: float = 30.0) -> dict[int, int]:
+        return end_offsets(self.get().client_config(), topic or self.topic, timeout_s)
+
+    def cluster_id(self) -> str:
+        return cluster_id(self.get().client_config())
 
 
 def dbt_resource(settings: Settings) -> DbtCliResource:
@@ -83,7 +156,7 @@ def dbt_resource(settings: Settings) -> DbtCliResource:
 
     The executable is resolved on ``subprocess_env()``'s PATH (venv bin first) because dagster-dbt looks
     for a bare ``dbt`` on the PATH of whatever shell started Dagster. Bucket and warehouse locations reach
-    dbt as ``--vars`` built from the same settings (``netflix_assets.defs.dbt.dbt_vars``).
+    dbt as ``--vars`` built from the bucket and warehouse resources (``netflix_assets.defs.dbt.project``).
     """
     executable = shutil.which("dbt", path=settings.subprocess_env()["PATH"]) or "dbt"
     return DbtCliResource(
@@ -96,17 +169,22 @@ def dbt_resource(settings: Settings) -> DbtCliResource:
 
 def build_resources(settings: Settings) -> dict[str, Any]:
     """Every resource the asset graph needs, for the deployment the settings describe."""
-    resources: dict[str, Any] = {
+    warehouse = Warehouse.from_settings(settings)
+    return {
         "bucket": BucketResource(
             url=settings.resolved_bucket_url,
             gcs_project=settings.gcs_project,
             gcs_endpoint=settings.gcs_endpoint,
         ),
         "warehouse": WarehouseResource(
-            kind=settings.warehouse.value,
-            duckdb_dir=str(settings.warehouse_dir),
-            bigquery_project=settings.bigquery_project,
-            bigquery_dataset=settings.bigquery_dataset,
+            kind=warehouse.kind.value,
+            duckdb_dir=str(warehouse.layout.root),
+            bigquery_project=warehouse.bigquery.project,
+            bigquery_dataset=warehouse.bigquery.dataset,
+            bigquery_silver_dataset=warehouse.bigquery.silver_dataset,
+            bigquery_location=warehouse.bigquery.location,
+            bigquery_method=warehouse.bigquery.method,
+            bigquery_keyfile=warehouse.bigquery.keyfile,
         ),
         "data_quality": DataQualityResource(
             quarantine_warn_share=settings.quarantine_warn_share,
@@ -116,4 +194,3 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "dbt": dbt_resource(settings),
         "kafka": KafkaResource.from_settings(settings),
     }
-    return resources

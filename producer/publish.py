@@ -28,9 +28,9 @@ from typing import Any, NamedTuple, TextIO
 import orjson
 from confluent_kafka import KafkaError, Producer
 
-from netflix_assets.broker import client_config, default_topics, ensure_topics
-from netflix_assets.settings import Settings
-from producer import events
+from core.contracts import events
+from core.kafka.admin import ensure_topics
+from core.kafka.cluster import KafkaCluster
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ def _produce_when_queue_drains(
 
 
 def send(
-    settings: Settings,
+    kafka: KafkaCluster,
     messages: Iterable[Outgoing],
     *,
     rate: float = 5.0,
@@ -404,14 +404,14 @@ def send(
 ) -> ProduceReport:
     """Publish ready messages and account for every one: the Kafka half of :func:`produce`.
 
-    ``client_conf`` defaults to the broker :func:`netflix_assets.broker.client_config` resolves (real cluster
-    or the running embedded broker). ``linger_ms`` defaults to :data:`PACED_LINGER_MS` when ``rate`` > 0,
+    ``client_conf`` defaults to what ``kafka`` resolves now (the real cluster or the running embedded
+    broker). ``linger_ms`` defaults to :data:`PACED_LINGER_MS` when ``rate`` > 0,
     else :data:`FAST_LINGER_MS`. Always flushes before returning, also when interrupted.
     """
-    conf = client_conf or client_config(settings)
-    topic = topic or settings.kafka_topic
+    conf = client_conf or kafka.client_config()
+    topic = topic or kafka.topic
     if create_topics:
-        ensure_topics(conf, {**default_topics(settings), topic: settings.kafka_partitions})
+        ensure_topics(conf, {**kafka.topics(), topic: kafka.partitions})
     if linger_ms is None:
         linger_ms = PACED_LINGER_MS if rate > 0 else FAST_LINGER_MS
     report = ProduceReport(topic=topic)
@@ -452,7 +452,7 @@ def send(
 
 
 def produce(
-    settings: Settings,
+    kafka: KafkaCluster,
     source: Iterable[dict[str, Any]],
     *,
     rate: float = 5.0,
@@ -480,7 +480,7 @@ def produce(
         producer_id=producer_id,
     )
     return send(
-        settings,
+        kafka,
         factory.messages(source),
         rate=rate,
         count=count,

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.raw_schema import ACTIONS, COUNTRIES, DEVICES, QUALITIES, raw_key
+from core.bucket import Bucket
+from core.contracts.raw import ACTIONS, COUNTRIES, DEVICES, QUALITIES, raw_key
 
 WATCH_FIELDS: tuple[str, ...] = (
     "session_id", "user_id", "movie_id", "device_type", "watch_duration_minutes", "progress_percentage",

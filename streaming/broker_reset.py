@@ -29,14 +29,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.settings import Settings
+from confluent_kafka import KafkaException
+
+from core.bucket import Bucket
+from core.contracts.speed import ARCHIVED_CHECKPOINTS_KEY
+from core.kafka.admin import cluster_id, ensure_topics
+from core.kafka.cluster import KafkaCluster
+from core.kafka.offsets import end_offsets
 from streaming.checkpoint import read_offsets, read_progress
 from streaming.realtime_store import RealtimeStore
 
 log = logging.getLogger("streaming")
 
-ARCHIVE_DIR = "speed/_checkpoints/_archived"
 BROKER_ANSWER_TIMEOUT_S = 60.0
 LOSS_MARKER = "BrokerDataLossError"
 
@@ -108,14 +112,14 @@ def is_broker_data_loss(cause: str) -> bool:
     return LOSS_MARKER in cause
 
 
-def reset_allowed(settings: Settings) -> bool:
+def reset_allowed(kafka: KafkaCluster, reset_on_broker_loss: bool) -> bool:
     """Only the embedded broker is ever reset automatically, whatever the setting says."""
-    return settings.embedded_kafka and settings.stream_reset_on_broker_loss
+    return kafka.embedded and reset_on_broker_loss
 
 
-def refusal_hint(settings: Settings) -> str:
+def refusal_hint(kafka: KafkaCluster) -> str:
     """Why a data-loss failure was not reset, for the error an operator reads."""
-    if not settings.embedded_kafka:
+    if not kafka.embedded:
         return (
             " The stream is on a real Kafka cluster (NETFLIX_KAFKA_BOOTSTRAP_SERVERS), where it never resets "
             "itself: restore the topic, or move speed/_checkpoints/<query> aside deliberately to start over."
@@ -178,10 +182,6 @@ def prepare_batch_base(bucket: Bucket, checkpoint: str, store: RealtimeStore) ->
 # -- the reset ----------------------------------------------------------------------------------------------
 def _broker_view(conf: dict[str, str], topic: str, timeout_s: float) -> tuple[str, dict[int, int] | None]:
     """The broker's cluster id and the topic's end offsets (None if the topic does not exist)."""
-    from confluent_kafka import KafkaException
-
-    from netflix_assets.broker import cluster_id, end_offsets
-
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -206,11 +206,11 @@ def archive_checkpoint(bucket: Bucket, checkpoint: str, stamp: str) -> str:
     File by file, because a directory move means different things to the local filesystem and to
     gcsfs (where it is a copy and a delete per object anyway).
     """
-    target = f"{ARCHIVE_DIR}/{posixpath.basename(checkpoint)}-{stamp}"
+    target = f"{ARCHIVED_CHECKPOINTS_KEY}/{posixpath.basename(checkpoint)}-{stamp}"
     suffix = 1
     while bucket.exists(target):  # two resets within a second must not merge their archives
         suffix += 1
-        target = f"{ARCHIVE_DIR}/{posixpath.basename(checkpoint)}-{stamp}-{suffix}"
+        target = f"{ARCHIVED_CHECKPOINTS_KEY}/{posixpath.basename(checkpoint)}-{stamp}-{suffix}"
     fs, source_root = bucket.fs, bucket.path(checkpoint).rstrip("/")
     for path in sorted(fs.find(source_root)):
         relative = path[len(source_root) :].lstrip("/")
@@ -223,10 +223,9 @@ def archive_checkpoint(bucket: Bucket, checkpoint: str, stamp: str) -> str:
 
 
 def reset_after_broker_loss(
-    settings: Settings,
+    kafka: KafkaCluster,
     bucket: Bucket,
     store: RealtimeStore,
-    conf: dict[str, str],
     checkpoint: str,
     cause: str,
     number: int,
@@ -236,9 +235,7 @@ def reset_after_broker_loss(
     Raises :class:`ResetRefused` when the broker does not answer or agrees with the checkpoint (a
     transient failure must not throw away a valid checkpoint).
     """
-    from netflix_assets.broker import default_topics, ensure_topics
-
-    topic = settings.kafka_topic
+    topic, conf = kafka.topic, kafka.client_config()  # resolved now: a new supervisor may listen elsewhere
     old_base = read_batch_base(bucket, checkpoint)
     progress = read_progress(bucket, checkpoint)
     if progress.planned_batch is None:
@@ -263,7 +260,7 @@ def reset_after_broker_loss(
             f"the broker (cluster {cluster}) still holds every offset the checkpoint committed, so the "
             "failure looks transient; the checkpoint was kept"
         )
-    ensure_topics(conf, default_topics(settings))  # what the supervisor does at every (re)start
+    ensure_topics(conf, kafka.topics())  # what the supervisor does at every (re)start
     if ends is None:
         ends = _broker_view(conf, topic, BROKER_ANSWER_TIMEOUT_S)[1] or {}
     archived = archive_checkpoint(bucket, checkpoint, datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))

@@ -13,7 +13,7 @@ import json
 import posixpath
 from dataclasses import dataclass
 
-from netflix_assets.bucket import Bucket
+from core.bucket import Bucket
 
 
 @dataclass(frozen=True)

@@ -21,16 +21,16 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.raw_schema import RAW_COLUMNS, raw_key
+from core.bucket import Bucket
+from core.contracts.raw import RAW_COLUMNS, raw_key
+from core.contracts.silver import CONTRACTS
+from core.contracts.tokens import FALSE_TOKENS, TRUE_TOKENS
 
 log = logging.getLogger(__name__)
 
 QUALITY_RANK: dict[str, int] = {"SD": 1, "HD": 2, "4K": 3, "Ultra HD": 3}
 USER_COLUMNS = ("user_id", "country", "monthly_spend")
 MOVIE_COLUMNS = ("movie_id", "genre_primary", "content_type", "is_netflix_original", "imdb_rating")
-_TRUE = {"true", "t", "yes", "y", "1"}
-_FALSE = {"false", "f", "no", "n", "0"}
 
 
 @dataclass
@@ -56,7 +56,7 @@ def silver_signature(bucket: Bucket) -> tuple[tuple[str, int, float], ...]:
     """(file, size, mtime) of every Silver file the stream reads: a change means the batch layer re-ran."""
     entries = []
     for table in ("users", "movies", "watch_history"):
-        base = bucket.path(f"silver/{table}")
+        base = bucket.path(CONTRACTS[table].silver_key)
         if not bucket.fs.exists(base):
             continue
         for path, info in sorted(bucket.fs.find(base, detail=True).items()):
@@ -68,7 +68,7 @@ def silver_signature(bucket: Bucket) -> tuple[tuple[str, int, float], ...]:
 
 
 def _has_silver(bucket: Bucket, table: str) -> bool:
-    base = bucket.path(f"silver/{table}")
+    base = bucket.path(CONTRACTS[table].silver_key)
     return bucket.fs.exists(base) and any(p.endswith(".parquet") for p in bucket.fs.find(base))
 
 
@@ -79,9 +79,9 @@ def load_dimensions(spark: SparkSession, bucket: Bucket) -> Dimensions:
     users = _dimension(spark, bucket, "users", USER_COLUMNS, _raw_users, USERS_SCHEMA, source)
     movies = _dimension(spark, bucket, "movies", MOVIE_COLUMNS, _raw_movies, MOVIES_SCHEMA, source)
     if _has_silver(bucket, "watch_history"):
-        usual = usual_quality(spark.read.parquet(bucket.uri("silver/watch_history")))
+        source["usual_quality"] = bucket.uri(CONTRACTS["watch_history"].silver_key)
+        usual = usual_quality(spark.read.parquet(source["usual_quality"]))
         users = users.join(usual, "user_id", "left")
-        source["usual_quality"] = bucket.uri("silver/watch_history")
     else:
         users = users.withColumn("usual_quality_rank", F.lit(None).cast("int"))
         source["usual_quality"] = "unknown (Silver watch_history missing: no quality downgrade is flagged)"
@@ -108,11 +108,14 @@ def _dimension(
 ) -> DataFrame:
     """One row per key of ``table`` from Silver, else from the raw CSV with a warning; notes the source."""
     if _has_silver(bucket, table):
-        source[table] = bucket.uri(f"silver/{table}")
+        source[table] = bucket.uri(CONTRACTS[table].silver_key)
         return spark.read.parquet(source[table]).select(*columns).dropDuplicates([columns[0]])
     source[table] = bucket.uri(raw_key(table)) + f" (fallback: Silver {table} missing)"
     log.warning(
-        "Silver %s not found in %s: joining raw %s.csv, de-duplicated", table, bucket.uri("silver"), table
+        "Silver %s not found at %s: joining raw %s.csv, de-duplicated",
+        table,
+        bucket.uri(CONTRACTS[table].silver_key),
+        table,
     )
     return spark.createDataFrame(raw_rows(bucket), raw_schema)
 
@@ -182,7 +185,7 @@ def _raw_movies(bucket: Bucket) -> pd.DataFrame:
                 "genre_primary": movies["genre_primary"],
                 "content_type": movies["content_type"],
                 "is_netflix_original": flag.map(
-                    lambda t: True if t in _TRUE else False if t in _FALSE else None
+                    lambda t: True if t in TRUE_TOKENS else False if t in FALSE_TOKENS else None
                 ),
                 "imdb_rating": rating.where(rating.abs() != float("inf")),
             }

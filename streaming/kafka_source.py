@@ -8,7 +8,7 @@ Design, and why:
 * **Offsets live in Spark's checkpoint**, as ``{"cluster": id, "offsets": {"<partition>": next}}``. The
   reader ``assign()``\\ s and seeks, it never joins a consumer group (Tansu stalls JoinGroup for half the
   session timeout, and a group's committed offsets would be a second, disagreeing source of truth).
-* **End offsets come from** :func:`netflix_assets.broker.EndOffsetProbe`, which confirms each partition's
+* **End offsets come from** :class:`core.kafka.offsets.EndOffsetProbe`, which confirms each partition's
   end by reading its tail: Tansu's high watermark undercounts whenever a record batch holds several
   records, and trusting it lost ~1.3 % of events in a probe.
 * **Admission control**: ``latestOffset(start, limit)`` honours ``ReadMaxRows`` (option
@@ -24,14 +24,16 @@ Design, and why:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 from pyspark.sql.datasource import DataSource, DataSourceStreamReader, InputPartition
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.streaming.datasource import (
     ReadAllAvailable,
     ReadLimit,
@@ -39,6 +41,8 @@ from pyspark.sql.streaming.datasource import (
     SupportsTriggerAvailableNow,
 )
 from pyspark.sql.types import BinaryType, IntegerType, LongType, StructField, StructType, TimestampType
+
+from core.kafka.offsets import EndOffsetProbe
 
 SOURCE_NAME = "netflix_kafka"
 SCHEMA = StructType(
@@ -106,8 +110,6 @@ def parse_options(options: Mapping[str, str]) -> dict[str, Any]:
 
 def arrow_schema() -> pa.Schema:
     """The Arrow schema Spark expects from ``read()``, derived the way PySpark derives it."""
-    from pyspark.sql.pandas.types import to_arrow_schema
-
     return to_arrow_schema(SCHEMA, timezone="UTC")
 
 
@@ -152,11 +154,6 @@ class KafkaStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     # -- broker view ----------------------------------------------------------------------------------
     def _end_offsets(self) -> tuple[str, dict[int, int]]:
-        from confluent_kafka import KafkaException
-        from confluent_kafka.admin import AdminClient
-
-        from netflix_assets.broker import EndOffsetProbe
-
         if self._probe is None:
             self._probe = EndOffsetProbe(self.client)
             self._admin = AdminClient({**self.client, "log_level": 0})
@@ -267,8 +264,6 @@ def read_range(
     otherwise sits out the whole timeout at a partition's tail. Finishes when the next offset reaches the
     end, or when the consumer position passes it (offset gaps: compaction, transaction markers).
     """
-    from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
-
     schema = arrow_schema()
     if rng.end <= rng.start:
         return
@@ -381,11 +376,3 @@ def source_options(
     options.update(topic=topic, startingOffsets=starting, maxOffsetsPerTrigger=str(max_per_trigger))
     options.update({key: str(value) for key, value in extra.items()})
     return options
-
-
-def describe_offsets(offset_json: str | dict[str, Any] | None) -> dict[int, int]:
-    """``{partition: next offset}`` from an offset as Spark reports it in query progress."""
-    if not offset_json:
-        return {}
-    data = json.loads(offset_json) if isinstance(offset_json, str) else offset_json
-    return {int(p): int(o) for p, o in data.get("offsets", {}).items()}

@@ -38,7 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame, SparkSession
 
-from netflix_assets.bucket import Bucket
+from core.bucket import Bucket
+from core.contracts.speed import BRONZE_KEY, DEAD_LETTER_KEY, LATE_KEY, SILVER_KEY
+from core.stopwatch import Stopwatch
 from streaming.churn import SESSION_COLUMNS, WATERMARK_MINUTES, enrich
 from streaming.dimensions import Dimensions, load_dimensions, silver_signature
 from streaming.realtime_store import BatchRecord, RealtimeStore
@@ -105,17 +107,26 @@ def _naive(ts: datetime | None) -> datetime | None:
     return None if ts is None else ts.astimezone(UTC).replace(tzinfo=None)
 
 
-class _Stopwatch:
-    """Records the seconds since the previous lap under a stage name."""
+@dataclass(frozen=True)
+class _Split:
+    """One batch as the driver holds it (Arrow, with ``batch_id``), and where each message goes."""
 
-    def __init__(self, into: dict[str, float]) -> None:
-        self.into = into
-        self.last = time.perf_counter()
+    rows: pa.Table  # every message
+    kept: pa.Table  # valid and on time, without the raw bytes
+    late_mask: pa.Array
+    dead_mask: pa.Array
+    verdicts: Verdicts
+    watermark: datetime | None
+    max_event: datetime | None
 
-    def __call__(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.into[stage] = round(self.into.get(stage, 0.0) + now - self.last, 3)
-        self.last = now
+
+def _latency(kept: pa.Table, committed_at: float) -> tuple[float | None, float | None]:
+    """Event→warehouse p50 and p95 in seconds, from the Kafka timestamps of the valid events."""
+    if kept.num_rows == 0:
+        return None, None
+    sent = np.asarray(pc.cast(kept.column("kafka_timestamp"), pa.int64()).to_numpy(), dtype=float)
+    p05, p50 = (float(q) for q in np.percentile(sent, [5, 50]))
+    return committed_at - p50 / 1e6, committed_at - p05 / 1e6
 
 
 class MicroBatchProcessor:
@@ -138,10 +149,10 @@ class MicroBatchProcessor:
         self.topic = topic
         self.on_batch = on_batch
         self.batch_id_base = batch_id_base  # added to Spark's ids: see streaming.broker_reset
-        self.bronze = BatchParquetSink(bucket, "speed/bronze")
-        self.silver = BatchParquetSink(bucket, "speed/silver")
-        self.dead_letter = BatchParquetSink(bucket, "speed/dead_letter")
-        self.late = BatchParquetSink(bucket, "speed/late")
+        self.bronze = BatchParquetSink(bucket, BRONZE_KEY)
+        self.silver = BatchParquetSink(bucket, SILVER_KEY)
+        self.dead_letter = BatchParquetSink(bucket, DEAD_LETTER_KEY)
+        self.late = BatchParquetSink(bucket, LATE_KEY)
         self.dims: Dimensions = load_dimensions(spark, bucket)
         self._dims_checked = time.monotonic()
         self.last: BatchMetrics | None = None
@@ -186,9 +197,22 @@ class MicroBatchProcessor:
 
     def _process(self, batch: DataFrame, batch_id: int, started: float) -> BatchMetrics:
         metrics = BatchMetrics(batch_id=batch_id)
-        lap = _Stopwatch(metrics.stage_s)
+        lap = Stopwatch(metrics.stage_s)
         rows = self._spark_rows(batch)
         lap("spark")
+        split = self._classify(rows, batch_id, metrics)
+        lap("classify")
+        self._write_and_commit(split, batch_id, metrics, started)
+        lap("sinks_and_warehouse_commit")  # "sinks" alone ran inside this stage, beside the merge
+        self.store.publish()
+        lap("publish")
+        metrics.committed_at = time.time()
+        metrics.duration_s = metrics.committed_at - started
+        metrics.latency_p50_s, metrics.latency_p95_s = _latency(split.kept, metrics.committed_at)
+        return metrics
+
+    def _classify(self, rows: pa.Table, batch_id: int, metrics: BatchMetrics) -> _Split:
+        """Valid and on time, late (behind the watermark) or dead letter; counts into ``metrics``."""
         metrics.rows_in = rows.num_rows
         metrics.input_offsets = _offsets(rows)
         verdicts = judge(rows)
@@ -202,7 +226,6 @@ class MicroBatchProcessor:
         watermark = max_event - timedelta(minutes=WATERMARK_MINUTES) if max_event else None
         metrics.max_event_time = max_event.isoformat() if max_event else None
         metrics.watermark = watermark.isoformat() if watermark else None
-
         behind = (
             pc.fill_null(pc.less(event_time, pa.scalar(watermark, event_time.type)), False)
             if watermark
@@ -210,7 +233,6 @@ class MicroBatchProcessor:
         )
         late_mask = pc.and_(valid, behind)
         on_time = pc.and_(valid, pc.invert(behind))
-        dead_mask = pc.invert(valid)
         metrics.valid = pc.sum(on_time).as_py() or 0
         metrics.late = pc.sum(late_mask).as_py() or 0
         metrics.dead_letters = metrics.rows_in - metrics.valid - metrics.late
@@ -218,34 +240,39 @@ class MicroBatchProcessor:
         rows = rows.append_column("batch_id", batch_ids).rename_columns(
             ["kafka_timestamp" if name == "timestamp" else name for name in rows.column_names] + ["batch_id"]
         )
-        lap("classify")
+        kept = rows.drop_columns(["key", "value"]).filter(on_time)  # not copying the raw bytes
+        return _Split(rows, kept, late_mask, pc.invert(valid), verdicts, watermark, max_event)
 
+    def _write_and_commit(self, split: _Split, batch_id: int, metrics: BatchMetrics, started: float) -> None:
+        """Write the four sinks and merge the sessions into the warehouse in one transaction.
+
+        The sinks are independent files and pyarrow releases the GIL while encoding: written side by
+        side, while DuckDB (which releases it too) merges the sessions. The merge's transaction commits
+        only once every sink is written, and that commit is what marks the batch done.
+        """
+        rows = split.rows
         bronze = rows.select(list(_BRONZE_SOURCE)).rename_columns(list(_BRONZE_NAMES))
         bronze = bronze.add_column(0, "topic", pa.repeat(pa.scalar(self.topic), rows.num_rows))
-        kept = rows.drop_columns(["key", "value"]).filter(on_time)  # not copying the raw bytes
-        sessions = kept.select(list(SESSION_COLUMNS))
         record = BatchRecord(
             batch_id=batch_id,
             rows_in=metrics.rows_in,
             valid=metrics.valid,
             dead_letters=metrics.dead_letters,
             late=metrics.late,
-            watermark=_naive(watermark),
-            max_event_time=_naive(max_event),
+            watermark=_naive(split.watermark),
+            max_event_time=_naive(split.max_event),
             input_offsets=metrics.input_offsets,
             processing_s=time.time() - started,
         )
-        # The four sinks are independent files and pyarrow releases the GIL while encoding: written side by
-        # side, while DuckDB (which releases it too) merges the sessions. The merge's transaction commits
-        # only once every sink is written, and that commit is what marks the batch done.
         with ThreadPoolExecutor(max_workers=SINK_THREADS + 1, thread_name_prefix="sink") as pool:
             sinks_started = time.perf_counter()
-            dead_letters = pool.submit(self._write_dead_letters, rows, dead_mask, verdicts, batch_id)
+            dead = pool.submit(self._write_dead_letters, rows, split.dead_mask, split.verdicts, batch_id)
+            silver = split.kept.select(_silver_columns(rows))
             writes = [
-                dead_letters,
+                dead,
                 pool.submit(self.bronze.write, bronze, batch_id, "timestamp"),
-                pool.submit(self.silver.write, kept.select(_silver_columns(rows)), batch_id, "event_time"),
-                pool.submit(self._write_late, rows.filter(late_mask), batch_id, watermark),
+                pool.submit(self.silver.write, silver, batch_id, "event_time"),
+                pool.submit(self._write_late, rows.filter(split.late_mask), batch_id, split.watermark),
             ]
 
             def sinks_written() -> None:
@@ -253,19 +280,9 @@ class MicroBatchProcessor:
                     write.result()
                 metrics.stage_s["sinks"] = round(time.perf_counter() - sinks_started, 3)
 
+            sessions = split.kept.select(list(SESSION_COLUMNS))
             metrics.windows_updated = self.store.commit_batch(record, sessions, before_commit=sinks_written)
-            metrics.dead_by_reason = dead_letters.result()
-        lap("sinks_and_warehouse_commit")  # "sinks" alone ran inside this stage, beside the merge
-        self.store.publish()
-        lap("publish")
-        metrics.committed_at = time.time()
-        metrics.duration_s = metrics.committed_at - started
-        if kept.num_rows:
-            sent = np.asarray(pc.cast(kept.column("kafka_timestamp"), pa.int64()).to_numpy(), dtype=float)
-            p05, p50 = (float(q) for q in np.percentile(sent, [5, 50]))
-            metrics.latency_p95_s = metrics.committed_at - p05 / 1e6
-            metrics.latency_p50_s = metrics.committed_at - p50 / 1e6
-        return metrics
+            metrics.dead_by_reason = dead.result()
 
     # -- sinks ----------------------------------------------------------------------------------------
     def _write_dead_letters(

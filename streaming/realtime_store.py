@@ -13,7 +13,7 @@ go to the late sink), so it stays bounded by about 15 minutes of events. The pub
 ``retention_hours`` of windows.
 
 After each commit every table readers use is exported by write-then-rename
-(:meth:`netflix_assets.warehouse.WarehouseLayout.publish_realtime_snapshot`), so dashboards and dbt read
+(:meth:`core.warehouse.WarehouseLayout.publish_realtime_snapshot`), so dashboards and dbt read
 ``realtime/<table>.parquet`` and never open (or block) this file.
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from netflix_assets.warehouse import WarehouseLayout
+from core.warehouse import WarehouseLayout
 from streaming.churn import SEGMENT_KEYS, WINDOW_MINUTES
 
 log = logging.getLogger(__name__)

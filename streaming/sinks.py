@@ -26,8 +26,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from confluent_kafka import Producer
 
-from netflix_assets.bucket import Bucket
+from core.bucket import Bucket
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,6 @@ class DeadLetterPublisher:
     """Re-publishes rejected messages to the dead-letter topic (at-least-once; see module docstring)."""
 
     def __init__(self, client_conf: dict[str, str], topic: str, source_topic: str) -> None:
-        from confluent_kafka import Producer
-
         self.topic = topic
         self.source_topic = source_topic
         self.errors: list[str] = []

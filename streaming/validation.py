@@ -1,9 +1,9 @@
 """Validating raw Kafka messages: parse once in Spark, keep every message, name why one is rejected.
 
-The rules are not restated here: they come from the JSON Schema files through :mod:`producer.events`, the
-one validator the producer and the stream share. Validation has two paths, because evaluating every rule
-of the schema over a parsed VARIANT cost ~10 µs per message in Spark, the largest share of the stream's
-CPU (``docs/benchmarks.md``, speed layer):
+The rules are not restated here: they come from the JSON Schema files through :mod:`core.contracts.events`,
+the one validator the producer and the stream share. Validation has two paths, because evaluating every rule
+of the schema over a parsed VARIANT cost ~10 µs per message in Spark, the largest share of the stream's CPU
+(``docs/benchmarks.md``, speed layer):
 
 1. the **canonical path**, in Spark, for nearly every message (:func:`canonical_valid_sql`):
    ``from_json`` reads the message into the schema's types, ``to_json`` writes it back, and a message
@@ -12,7 +12,7 @@ CPU (``docs/benchmarks.md``, speed layer):
    rules (enum, range, pattern, timestamp, length) remain, checked on the typed columns. Our producer
    writes exactly this encoding (``orjson``, schema order, nulls kept);
 2. every other message (poison, an encoding of another producer) is judged in the driver by the shared
-   **Python** validator, :func:`producer.events.validate_message`, which also names the reasons of every
+   **Python** validator, :func:`core.contracts.events.validate_message`, which also names the reasons of every
    rejected message. At the usual few per cent this costs far less than a second Spark pass; a producer
    that never writes the canonical encoding would make every message take this path (~30 µs each), so
    each batch reports how many did.
@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from producer import events
+from core.contracts import events
 
 FUTURE_TOLERANCE_S = 3600
 JSON_COLUMN = "_json"
@@ -81,7 +81,7 @@ def parse_messages(raw: DataFrame) -> DataFrame:
     parses each message once: the optimizer does not inline an expensive column used more than once.
     """
     text = F.col("value").cast("string")
-    parsed = raw.withColumn(JSON_COLUMN, F.from_json(text, events.spark_schema(timestamps=False)))
+    parsed = raw.withColumn(JSON_COLUMN, F.from_json(text, events.spark_ddl(timestamps=False)))
     return parsed.select(
         *raw.columns,
         *[F.expr(e) for e in events.spark_columns_from_struct_sql(JSON_COLUMN)],
@@ -93,7 +93,7 @@ def parse_messages(raw: DataFrame) -> DataFrame:
 def canonical_valid_sql(json_col: str = JSON_COLUMN, value_rules: bool = True) -> str:
     """TRUE when the message is the canonical encoding of a schema-valid event, else FALSE (never NULL).
 
-    Needs ``json_col`` = ``from_json(CAST(value AS STRING), spark_schema(timestamps=False))``. Per
+    Needs ``json_col`` = ``from_json(CAST(value AS STRING), spark_ddl(timestamps=False))``. Per
     version, the fields are written back in that version's schema order with nulls kept. Coming back
     byte for byte proves every field of the version is present with its declared JSON type (a number
     where a string belongs would come back quoted, an absent field as ``null``, ``5`` for a number as

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.settings import Settings
+from core.bucket import Bucket
+from core.settings import Settings
 
 BIN = Path(sys.executable).parent
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.raw_schema import RAW_COLUMNS, raw_key
-from netflix_assets.resources import spark_config
-from netflix_assets.settings import Settings
-from netflix_assets.silver.contract import CONTRACTS, Kind
+from core.bucket import Bucket
+from core.contracts.raw import RAW_COLUMNS, raw_key
+from core.contracts.silver import CONTRACTS, Kind
+from core.settings import Settings
+from core.spark import start_spark
 
 
 def silver_test_settings(data_dir: Path) -> Settings:
@@ -37,10 +37,7 @@ def silver_test_settings(data_dir: Path) -> Settings:
 @pytest.fixture(scope="module", name="spark")
 def spark_session_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     settings = silver_test_settings(tmp_path_factory.mktemp("spark"))
-    builder = SparkSession.builder
-    for key, value in spark_config(settings).items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
+    session = start_spark(settings, "netflix-lambda-tests")
     try:
         yield session
     finally:

@@ -19,9 +19,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlglot import exp
 
-from netflix_assets.defs.dbt import vars_args
-from netflix_assets.resources import DBT_PROJECT_DIR, dbt_resource
-from netflix_assets.settings import Settings
+from core.bucket import Bucket
+from core.dbt import DBT_PROJECT_DIR, dbt_vars, vars_args
+from core.settings import Settings
+from core.warehouse import Warehouse
+from netflix_assets.resources import dbt_resource
 
 PROJECT = "netflix-offline-test"
 # DuckDB spellings BigQuery does not accept (each was, or could easily be, written by hand in a model).
@@ -72,10 +74,11 @@ def dummy_service_account_key(path: Path) -> Path:
 
 def run_dbt(settings: Settings, tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     dbt = dbt_resource(settings)
+    values = dbt_vars(Bucket.from_settings(settings), Warehouse.from_settings(settings))
     command = [
         dbt.dbt_executable, *args, "--target", settings.warehouse.value,
         "--profiles-dir", str(DBT_PROJECT_DIR), "--project-dir", str(DBT_PROJECT_DIR),
-        "--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs"), *vars_args(settings),
+        "--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs"), *vars_args(values),
     ]  # fmt: skip
     result = subprocess.run(
         command, env=settings.subprocess_env(), capture_output=True, text=True, timeout=300, check=False

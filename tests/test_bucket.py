@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from netflix_assets.bucket import Bucket
+from core.bucket import Bucket
 
 
 @pytest.fixture

@@ -17,11 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.datagen import cli as datagen_cli
-from netflix_assets.datagen import generate, spec
-from netflix_assets.datagen import generator as datagen_generator
-from netflix_assets.raw_schema import (
+from cli import generate as datagen_cli
+from core.bucket import Bucket
+from core.contracts.raw import (
     ACTIONS,
     CONTENT_TYPES,
     COUNTRIES,
@@ -34,7 +32,9 @@ from netflix_assets.raw_schema import (
     STATES,
     SUBSCRIPTION_PLANS,
 )
-from netflix_assets.settings import Settings
+from core.settings import Settings
+from datagen import generate, spec
+from datagen import generator as datagen_generator
 
 # -- the numbers (scale 1 = the public dataset) ------------------------------------------------
 DISTINCT = {"users": 10_000, "movies": 1_000, "reviews": 15_000, "search_logs": 25_000}

@@ -1,6 +1,6 @@
 """The dbt assets build the warehouse through Dagster, publish it only when everything passes.
 
-Silver here is written by the independent reference (tests/reference_marts.py) from generated CSVs, so
+Silver here is written by the independent reference (reference/marts.py) from generated CSVs, so
 these tests need no Spark; test_marts_correctness.py runs the real Spark Silver end to end.
 """
 
@@ -14,20 +14,21 @@ import pytest
 import yaml
 from dagster import AssetCheckSeverity, AssetsDefinition, materialize
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.datagen import generate
-from netflix_assets.defs import dbt as gold
-from netflix_assets.resources import DBT_PROJECT_DIR, dbt_resource
-from netflix_assets.settings import Settings
-from netflix_assets.warehouse import WarehouseLayout, connect_serving
-from tests.reference_marts import compute_reference, mart_differences, write_silver_parquet
+from core.bucket import Bucket
+from core.dbt import DBT_PROJECT_DIR
+from core.settings import Settings
+from core.warehouse import WarehouseLayout, connect_serving
+from datagen import generate
+from netflix_assets.defs.dbt import definitions as gold
+from netflix_assets.resources import build_resources
+from reference.marts import compute_reference, mart_differences, write_silver_parquet
 
 pytestmark = pytest.mark.slow  # real dbt builds through Dagster (about a minute)
 
 
 def build_gold(settings: Settings):
     [assets] = [a for a in gold.definitions(settings).assets if isinstance(a, AssetsDefinition)]
-    return materialize([assets], resources={"dbt": dbt_resource(settings)}, raise_on_error=False)
+    return materialize([assets], resources=build_resources(settings), raise_on_error=False)
 
 
 @pytest.fixture(scope="module")

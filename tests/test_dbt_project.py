@@ -14,10 +14,14 @@ from dagster import AssetKey, AssetsDefinition, Definitions
 from dagster._core.definitions.freshness import CronFreshnessPolicy
 from dagster_dbt import DbtCliResource
 
-from netflix_assets.defs import dbt as gold
-from netflix_assets.raw_schema import RAW_TABLES
-from netflix_assets.resources import DBT_PROJECT_DIR, dbt_resource
-from netflix_assets.settings import Settings
+from core.bucket import Bucket
+from core.contracts.raw import RAW_TABLES
+from core.dbt import DBT_PROJECT_DIR, dbt_vars
+from core.settings import Settings
+from core.warehouse import Warehouse
+from netflix_assets.defs.dbt import definitions as gold
+from netflix_assets.defs.dbt.project import build_dbt_project, manifest_is_stale, prepare_manifest
+from netflix_assets.resources import dbt_resource
 
 MARTS = {
     "monthly_engagement", "cohort_retention", "content_performance", "content_performance_by_title",
@@ -32,6 +36,10 @@ STAR = {
     "fct_searches",
     "fct_recommendations",
 }
+
+
+def vars_for(settings: Settings) -> dict[str, str]:
+    return dbt_vars(Bucket.from_settings(settings), Warehouse.from_settings(settings))
 
 
 @pytest.fixture(scope="module")
@@ -49,32 +57,33 @@ def test_a_fresh_clone_parses_once_and_again_only_when_the_project_changes(tmp_p
     clone = tmp_path / "dbt_project"
     shutil.copytree(DBT_PROJECT_DIR, clone, ignore=shutil.ignore_patterns("target", "logs"))
     settings = Settings(data_dir=tmp_path / "data")
-    project = gold.build_dbt_project(settings, project_dir=clone)
+    values = vars_for(settings)
+    project = build_dbt_project("duckdb", project_dir=clone)
     cli = DbtCliResource(
         project_dir=str(clone), profiles_dir=str(clone), target="duckdb",
         dbt_executable=dbt_resource(settings).dbt_executable,
     )  # fmt: skip
-    assert not project.manifest_path.exists() and gold.manifest_is_stale(project, settings)
+    assert not project.manifest_path.exists() and manifest_is_stale(project, values)
 
-    gold.prepare_manifest(project, cli, settings)
+    prepare_manifest(project, cli, values)
     parsed_at = project.manifest_path.stat().st_mtime_ns
-    assert not gold.manifest_is_stale(project, settings)
+    assert not manifest_is_stale(project, values)
     assert not list((clone / "target").glob(".parse-*")), "the private parse folder was left behind"
-    gold.prepare_manifest(project, cli, settings)
+    prepare_manifest(project, cli, values)
     assert project.manifest_path.stat().st_mtime_ns == parsed_at, "a fresh manifest was parsed again"
 
     model = clone / "models" / "marts" / "analytics" / "genre_performance.sql"
     future = project.manifest_path.stat().st_mtime + 5
     os.utime(model, (future, future))
-    assert gold.manifest_is_stale(project, settings)
-    gold.prepare_manifest(project, cli, settings)
+    assert manifest_is_stale(project, values)
+    prepare_manifest(project, cli, values)
     assert project.manifest_path.stat().st_mtime_ns != parsed_at
     assert (clone / "target" / "partial_parse.msgpack").exists()  # what dagster-dbt seeds runs with
 
-    bigquery = Settings(data_dir=tmp_path / "data", warehouse="bigquery")
-    assert gold.manifest_is_stale(gold.build_dbt_project(bigquery, clone), bigquery), "parsed for duckdb"
-    moved = Settings(data_dir=tmp_path / "elsewhere")
-    assert gold.manifest_is_stale(project, moved), "parsed with other --vars: a run would parse in full"
+    bigquery = vars_for(Settings(data_dir=tmp_path / "data", warehouse="bigquery"))
+    assert manifest_is_stale(build_dbt_project("bigquery", clone), bigquery), "parsed for duckdb"
+    moved = vars_for(Settings(data_dir=tmp_path / "elsewhere"))
+    assert manifest_is_stale(project, moved), "parsed with other --vars: a run would parse in full"
 
 
 def test_sources_are_the_spark_silver_assets(gold_assets: AssetsDefinition) -> None:
@@ -113,7 +122,7 @@ def test_every_dbt_test_is_an_asset_check_and_every_mart_has_a_singular_one(
 ) -> None:
     import json
 
-    manifest = json.loads(gold.build_dbt_project(Settings()).manifest_path.read_text())
+    manifest = json.loads(build_dbt_project("duckdb").manifest_path.read_text())
     tests = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "test"}
     checks = {key.name: key.asset_key.to_user_string() for key in gold_assets.check_keys}
     assert set(checks) == tests
@@ -129,6 +138,6 @@ def test_the_batch_layer_runs_hourly(defs: Definitions) -> None:
 
 def test_dbt_vars_point_at_the_bucket_and_the_build_file(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, bucket_url=str(tmp_path / "b"), duckdb_dir=tmp_path / "wh")
-    values = gold.dbt_vars(settings)
+    values = vars_for(settings)
     assert values["silver_root"] == str(tmp_path / "b" / "silver")
     assert values["duckdb_path"] == str(tmp_path / "wh" / "batch_build.duckdb")

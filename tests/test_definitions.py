@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from netflix_assets.raw_schema import RAW_TABLES
-from netflix_assets.settings import Settings
+from core.contracts.raw import RAW_TABLES
+from core.settings import Settings
 from tests.asset_graph_snapshot import SNAPSHOT, describe_graph
 
 

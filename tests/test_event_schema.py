@@ -1,6 +1,6 @@
 """The watch-event contract: valid v1/v2, every kind of invalid event, evolution, unknown versions.
 
-Each case is judged two ways that must agree: ``producer.events`` (Python, used by the producer and the
+Each case is judged two ways that must agree: ``core.contracts.events`` (Python, used by the producer and the
 stream) and a stock JSON Schema validator over the same schema files, so the derived rules cannot drift
 from the files. ``tests/test_streaming_validation.py`` holds the stream's Spark side to the same verdicts.
 """
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker, validators
 
-from producer import events
+from core.contracts import events
 from producer.publish import POISON_KINDS, EventFactory
 
 VALID_V1: dict[str, Any] = {

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from netflix_assets.settings import Settings
+from core.settings import Settings
 from streaming.kafka_source import KafkaRange, read_range, source_options, split_limit
 
 TOPIC = "source_test"
@@ -66,10 +66,9 @@ def test_a_batch_is_cut_into_contiguous_ranges_of_about_equal_size() -> None:
 # -- against the broker -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from netflix_assets.broker import EmbeddedBroker
+    from embedded_broker.process import EmbeddedBroker
 
-    settings = Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("source_broker"))
-    with EmbeddedBroker(settings, record_state=False) as running:
+    with EmbeddedBroker(tmp_path_factory.mktemp("source_broker"), record_state=False) as running:
         yield running
 
 
@@ -98,7 +97,8 @@ def produce(conf: dict[str, str], topic: str, counts: dict[int, int], linger_ms:
 
 @pytest.mark.slow
 def test_read_range_returns_exactly_the_requested_offsets_without_waiting_at_the_tail(broker: Any) -> None:
-    from netflix_assets.broker import end_offsets, ensure_topics
+    from core.kafka.admin import ensure_topics
+    from core.kafka.offsets import end_offsets
 
     conf = broker.client_config()
     ensure_topics(conf, {"ranges": 2})
@@ -118,13 +118,13 @@ def test_read_range_returns_exactly_the_requested_offsets_without_waiting_at_the
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from streaming.job import build_spark
+    from core.spark import start_spark
 
     settings = Settings(
         _env_file=None, data_dir=tmp_path_factory.mktemp("source_spark"), spark_master="local[2]",
         spark_shuffle_partitions=2, spark_driver_memory="1g",
     )  # fmt: skip
-    session = build_spark(settings, "test_kafka_source")
+    session = start_spark(settings, "test_kafka_source")
     yield session
     session.stop()
 
@@ -163,7 +163,7 @@ def run_query(
 def test_available_now_honours_the_per_trigger_limit_and_reads_every_offset_once(
     broker: Any, spark: Any, tmp_path: Path
 ) -> None:
-    from netflix_assets.broker import ensure_topics
+    from core.kafka.admin import ensure_topics
 
     conf = broker.client_config()
     ensure_topics(conf, {TOPIC: 3})
@@ -186,7 +186,7 @@ def test_available_now_honours_the_per_trigger_limit_and_reads_every_offset_once
 def test_a_broker_that_lost_the_checkpointed_offsets_stops_the_query_loudly(
     broker: Any, spark: Any, tmp_path: Path
 ) -> None:
-    from netflix_assets.broker import ensure_topics
+    from core.kafka.admin import ensure_topics
 
     conf = broker.client_config()
     ensure_topics(conf, {"restarts": 2})

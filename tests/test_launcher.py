@@ -52,8 +52,8 @@ def _wait_for_realtime_sessions(data_dir: Path, proc: subprocess.Popen, log: Pat
     """
     import duckdb
 
-    from netflix_assets.settings import Settings
-    from netflix_assets.warehouse import WarehouseLayout
+    from core.settings import Settings
+    from core.warehouse import WarehouseLayout
 
     snapshot = WarehouseLayout.from_settings(Settings(_env_file=None, data_dir=data_dir)).realtime_snapshot(
         "engagement_health_realtime"

@@ -2,7 +2,7 @@
 
 Generated CSVs (plus hand-made dirty lines that exercise every cleaning rule) go through the real graph,
 ``dagster.materialize`` of raw -> Spark Silver -> dbt, and every published mart must equal the one
-tests/reference_marts.py computes from the same CSVs in plain DuckDB SQL: counts and 2-decimal sums
+reference/marts.py computes from the same CSVs in plain DuckDB SQL: counts and 2-decimal sums
 exactly. Silver and the quarantine are compared row for row too, so a disagreement is located at the
 layer where it starts.
 """
@@ -16,15 +16,15 @@ import duckdb
 import pytest
 from dagster import AssetKey, AssetsDefinition, Definitions, materialize
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.datagen import generate
-from netflix_assets.defs import dbt as gold
-from netflix_assets.defs import raw
-from netflix_assets.raw_schema import RAW_COLUMNS, RAW_TABLES
+from core.bucket import Bucket
+from core.contracts.raw import RAW_COLUMNS, RAW_TABLES
+from core.settings import Settings
+from core.warehouse import WarehouseLayout
+from datagen import generate
+from netflix_assets.defs.dbt import definitions as gold
+from netflix_assets.defs.raw import definitions as raw
 from netflix_assets.resources import build_resources
-from netflix_assets.settings import Settings
-from netflix_assets.warehouse import WarehouseLayout
-from tests.reference_marts import compute_reference, mart_differences
+from reference.marts import compute_reference, mart_differences
 
 pytestmark = pytest.mark.slow
 
@@ -164,7 +164,7 @@ def append_dirty_lines(bucket: Bucket) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def batch_layer(tmp_path_factory: pytest.TempPathFactory):
     """One run of raw + silver + gold through Dagster, and the reference from the same CSVs."""
-    from netflix_assets.defs import silver  # imports Spark's Dagster integration: only when this runs
+    from netflix_assets.defs.silver import definitions as silver
 
     root = tmp_path_factory.mktemp("batch-layer")
     settings = Settings(

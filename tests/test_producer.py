@@ -23,11 +23,15 @@ import pandas as pd
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from netflix_assets import broker as kafka
-from netflix_assets.bucket import Bucket
-from netflix_assets.datagen import generate
-from netflix_assets.settings import Settings
-from producer import events
+from core.bucket import Bucket
+from core.contracts import events
+from core.kafka.admin import ensure_topics
+from core.kafka.cluster import KafkaCluster
+from core.kafka.offsets import end_offsets
+from core.processes import free_port
+from core.settings import Settings
+from datagen import generate
+from embedded_broker.process import EmbeddedBroker
 from producer.publish import FAULT_HEADER, LATE, POISON_KINDS, produce
 from producer.sources import Catalog, replay_source, synthetic_source
 
@@ -36,17 +40,17 @@ BIN = Path(sys.executable).parent
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Bucket, kafka.EmbeddedBroker]]:
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Bucket, EmbeddedBroker]]:
     settings = Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("producer") / "data")
     bucket = Bucket.from_settings(settings)
     generate(bucket, scale=0.01, seed=3)
-    with kafka.EmbeddedBroker(settings) as broker:
+    with EmbeddedBroker.from_settings(settings) as broker:
         yield settings, bucket, broker
 
 
 def _consume_all(conf: dict[str, str], topic: str) -> list[Any]:
     """Every message of ``topic``, read with assign() from offset 0 up to the exact end offsets."""
-    ends = kafka.end_offsets(conf, topic)
+    ends = end_offsets(conf, topic)
     consumer = Consumer({**conf, "group.id": "test-readback", "enable.auto.commit": False, "log_level": 0})
     consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
     messages: list[Any] = []
@@ -65,8 +69,8 @@ def _consume_all(conf: dict[str, str], topic: str) -> list[Any]:
     return messages
 
 
-def _fresh_topic(settings: Settings, broker: kafka.EmbeddedBroker, name: str) -> str:
-    kafka.ensure_topics(broker.client_config(), {name: settings.kafka_partitions})
+def _fresh_topic(settings: Settings, broker: EmbeddedBroker, name: str) -> str:
+    ensure_topics(broker.client_config(), {name: settings.kafka_partitions})
     return name
 
 
@@ -79,9 +83,17 @@ def test_synthetic_events_with_poison_and_late_come_back_exactly(env: tuple[Sett
     topic = _fresh_topic(settings, broker, "synthetic_faults")
     n = 5_000
     report = produce(
-        settings, synthetic_source(Catalog.from_bucket(bucket), seed=9), rate=0, count=n, poison_rate=0.1,
-        late_rate=0.1, schema_version="mixed", seed=9, topic=topic, client_conf=broker.client_config(),
-    )  # fmt: skip
+        KafkaCluster.from_settings(settings),
+        synthetic_source(Catalog.from_bucket(bucket), seed=9),
+        rate=0,
+        count=n,
+        poison_rate=0.1,
+        late_rate=0.1,
+        schema_version="mixed",
+        seed=9,
+        topic=topic,
+        client_conf=broker.client_config(),
+    )
     assert (report.sent, report.acked, report.failed, report.unflushed) == (n, n, 0, 0)
     assert report.stopped_by == "count"
 
@@ -147,9 +159,14 @@ def test_replay_sends_every_raw_row_keeping_its_values(env: tuple[Settings, Buck
         "", None
     )
     report = produce(
-        settings, replay_source(bucket, keep_time=True), rate=0, schema_version=1, seed=1, topic=topic,
+        KafkaCluster.from_settings(settings),
+        replay_source(bucket, keep_time=True),
+        rate=0,
+        schema_version=1,
+        seed=1,
+        topic=topic,
         client_conf=broker.client_config(),
-    )  # fmt: skip
+    )
     assert report.stopped_by == "source exhausted"
     assert report.sent == report.acked == len(raw) and report.poison_total == 0 and report.late == 0
 
@@ -191,9 +208,13 @@ def test_replay_sends_every_raw_row_keeping_its_values(env: tuple[Settings, Buck
 def test_rate_and_duration_are_honoured(env: tuple[Settings, Bucket, Any]) -> None:
     settings, bucket, broker = env
     report = produce(
-        settings, synthetic_source(Catalog.from_bucket(bucket), seed=2), rate=40, duration_s=1.5,
-        topic=_fresh_topic(settings, broker, "paced"), client_conf=broker.client_config(),
-    )  # fmt: skip
+        KafkaCluster.from_settings(settings),
+        synthetic_source(Catalog.from_bucket(bucket), seed=2),
+        rate=40,
+        duration_s=1.5,
+        topic=_fresh_topic(settings, broker, "paced"),
+        client_conf=broker.client_config(),
+    )
     assert report.stopped_by == "duration"
     assert 50 <= report.sent <= 65  # 40 ev/s for 1.5 s, +1 for the first event at t=0
     assert report.acked == report.sent
@@ -205,21 +226,31 @@ def test_stop_event_flushes_everything_in_flight(env: tuple[Settings, Bucket, An
     stop = threading.Event()
     threading.Timer(0.8, stop.set).start()
     report = produce(
-        settings, synthetic_source(Catalog.from_bucket(bucket), seed=4), rate=200, stop=stop, topic=topic,
+        KafkaCluster.from_settings(settings),
+        synthetic_source(Catalog.from_bucket(bucket), seed=4),
+        rate=200,
+        stop=stop,
+        topic=topic,
         client_conf=broker.client_config(),
-    )  # fmt: skip
+    )
     assert report.stopped_by == "signal" and report.sent > 50
     assert report.acked == report.sent
-    assert sum(kafka.end_offsets(broker.client_config(), topic).values()) == report.sent
+    assert sum(end_offsets(broker.client_config(), topic).values()) == report.sent
 
 
 def test_unreachable_broker_leaves_messages_unflushed_not_lost(env: tuple[Settings, Bucket, Any]) -> None:
     settings, bucket, _broker = env
-    dead = {"bootstrap.servers": f"127.0.0.1:{kafka.free_port()}"}
+    dead = {"bootstrap.servers": f"127.0.0.1:{free_port()}"}
     report = produce(
-        settings, synthetic_source(Catalog.from_bucket(bucket), seed=5), rate=0, count=20, topic="nowhere",
-        client_conf=dead, create_topics=False, flush_timeout_s=1.0,
-    )  # fmt: skip
+        KafkaCluster.from_settings(settings),
+        synthetic_source(Catalog.from_bucket(bucket), seed=5),
+        rate=0,
+        count=20,
+        topic="nowhere",
+        client_conf=dead,
+        create_topics=False,
+        flush_timeout_s=1.0,
+    )
     assert report.sent == 20 and report.acked == 0
     assert report.unflushed + report.failed == 20
 
@@ -235,7 +266,7 @@ def test_cli_runs_until_sigterm_then_reports(env: tuple[Settings, Bucket, Any]) 
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
-        while sum(kafka.end_offsets(broker.client_config(), topic).values()) < 20:
+        while sum(end_offsets(broker.client_config(), topic).values()) < 20:
             assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
             assert time.monotonic() < deadline
             time.sleep(0.3)
@@ -248,5 +279,5 @@ def test_cli_runs_until_sigterm_then_reports(env: tuple[Settings, Bucket, Any]) 
     assert process.returncode == 0, stderr.decode()
     report = json.loads(stdout.decode().strip().splitlines()[-1])
     assert report["stopped_by"] == "signal" and report["acked"] == report["sent"] >= 20
-    assert sum(kafka.end_offsets(broker.client_config(), topic).values()) == report["sent"]
+    assert sum(end_offsets(broker.client_config(), topic).values()) == report["sent"]
     assert "received SIGTERM" in stderr.decode()

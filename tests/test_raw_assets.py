@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from dagster import AssetCheckSeverity, AssetKey, materialize
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.defs.raw import CSV_CHECK, HEADER_CHECK, build_raw_asset
-from netflix_assets.raw_schema import RAW_COLUMNS, RAW_TABLES
+from core.bucket import Bucket
+from core.contracts.raw import RAW_COLUMNS, RAW_TABLES
+from core.settings import Settings
+from netflix_assets.defs.raw.assets import CSV_CHECK, HEADER_CHECK, build_raw_asset
 from netflix_assets.resources import build_resources
-from netflix_assets.settings import Settings
 
 
 def csv_bytes(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> bytes:
@@ -35,7 +35,7 @@ def run_raw(settings: Settings, table: str, landing_dir: Path | None = None):
 
 
 def test_generated_files_materialize_with_metadata(settings: Settings) -> None:
-    from netflix_assets.datagen import generate
+    from datagen import generate
 
     bucket = Bucket.from_settings(settings)
     generate(bucket, scale=0.02, seed=7)

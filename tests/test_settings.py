@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.resources import build_resources, spark_config
-from netflix_assets.settings import PROJECT_ROOT, Deployment, Settings, WarehouseKind
+from core.bucket import Bucket
+from core.kafka.cluster import BrokerNotRunning, KafkaCluster
+from core.settings import PROJECT_ROOT, Deployment, Settings, WarehouseKind
+from core.spark import spark_config
+from netflix_assets.resources import build_resources
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +57,7 @@ def test_kafka_switches_to_a_real_cluster_with_sasl(monkeypatch: pytest.MonkeyPa
         kafka_sasl_password="s3cret",
     )
     assert not settings.embedded_kafka
-    conf = settings.kafka_client_config()
+    conf = KafkaCluster.from_settings(settings).client_config()
     assert conf == {
         "bootstrap.servers": "b1:9092,b2:9092",
         "security.protocol": "SASL_SSL",
@@ -67,8 +69,8 @@ def test_kafka_switches_to_a_real_cluster_with_sasl(monkeypatch: pytest.MonkeyPa
 
 
 def test_embedded_kafka_needs_a_running_broker(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="bootstrap servers"):
-        Settings(_env_file=None, data_dir=tmp_path).kafka_client_config()
+    with pytest.raises(BrokerNotRunning, match="embedded broker not running"):
+        KafkaCluster.from_settings(Settings(_env_file=None, data_dir=tmp_path)).client_config()
 
 
 def test_spark_master_switches_to_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -114,9 +116,19 @@ def test_every_setting_is_documented_in_the_readme() -> None:
 
 def test_only_the_settings_module_reads_the_environment() -> None:
     offenders = []
-    for folder in ("netflix_assets", "producer", "streaming"):
+    packages = (
+        "core",
+        "datagen",
+        "silver",
+        "producer",
+        "streaming",
+        "embedded_broker",
+        "netflix_assets",
+        "cli",
+    )
+    for folder in (*packages, "cli"):
         for path in (PROJECT_ROOT / folder).rglob("*.py"):
-            if path.name == "settings.py" and path.parent.name == "netflix_assets":
+            if path == PROJECT_ROOT / "core" / "settings.py":
                 continue
             text = path.read_text()
             if re.search(r"os\.environ|os\.getenv|getenv\(", text):

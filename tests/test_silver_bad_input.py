@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 from dagster import ExecuteInProcessResult, materialize
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.defs.silver import silver_asset_key, silver_tables
-from netflix_assets.raw_schema import RAW_COLUMNS, raw_key
+from core.bucket import Bucket
+from core.contracts.raw import RAW_COLUMNS, raw_key
+from core.contracts.silver import CONTRACTS, Kind
+from core.settings import Settings
+from netflix_assets.defs.silver.assets import silver_asset_key, silver_tables
 from netflix_assets.resources import build_resources
-from netflix_assets.settings import Settings
-from netflix_assets.silver.contract import CONTRACTS, Kind
 from tests.spark_fixtures import (  # noqa: F401  (the module's `spark` fixture)
     csv_text,
     silver_test_settings,

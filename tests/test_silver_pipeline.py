@@ -1,7 +1,7 @@
 """Generated raw data through the Dagster Silver asset, checked against an independent pandas reading.
 
 The expectation is computed here from the raw CSVs with pandas, from the rules as docs/data-quality.md
-states them (regexes and rule order re-written, nothing imported from ``netflix_assets.silver``): which
+states them (regexes and rule order re-written, nothing imported from ``silver``): which
 lines are quarantined and why, which keys survive, and a few value-rule aggregates. The Silver job must
 agree line for line; the written Parquet must reconcile, have unique keys, known references and the
 contract's types; every asset check must pass.
@@ -19,10 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import Definitions, ExecuteInProcessResult, materialize
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.datagen import generate
-from netflix_assets.defs import raw, silver
-from netflix_assets.raw_schema import (
+from core.bucket import Bucket
+from core.contracts.raw import (
     ACTIONS,
     CONTENT_TYPES,
     COUNTRIES,
@@ -35,6 +33,10 @@ from netflix_assets.raw_schema import (
     SUBSCRIPTION_PLANS,
     raw_key,
 )
+from datagen import generate
+from netflix_assets.defs.raw import definitions as raw
+from netflix_assets.defs.silver import assets as silver_assets
+from netflix_assets.defs.silver import definitions as silver
 from netflix_assets.resources import build_resources
 from tests.spark_fixtures import silver_test_settings, spark_session_fixture  # noqa: F401  (`spark`)
 
@@ -256,8 +258,8 @@ def test_a_fact_alone_reuses_the_written_dimensions(run: tuple[ExecuteInProcessR
     _, bucket, expected = run
     settings = silver_test_settings(Path(bucket.url).parent)
     again = materialize(
-        [silver.silver_tables],
-        selection=[silver.silver_asset_key("watch_history")],
+        [silver_assets.silver_tables],
+        selection=[silver_assets.silver_asset_key("watch_history")],
         resources=build_resources(settings),
     )
     assert [e.asset_key.path[1] for e in again.get_asset_materialization_events()] == ["watch_history"]

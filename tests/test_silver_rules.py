@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from pyspark.sql import SparkSession
 
-from netflix_assets.bucket import Bucket
-from netflix_assets.raw_schema import RAW_COLUMNS, raw_key
-from netflix_assets.silver.contract import CONTRACTS
-from netflix_assets.silver.job import SilverJob
+from core.bucket import Bucket
+from core.contracts.raw import RAW_COLUMNS, raw_key
+from core.contracts.silver import CONTRACTS
+from silver.job import SilverJob
 from tests.spark_fixtures import (  # noqa: F401  (the module's `spark` fixture)
     csv_text,
     silver_test_settings,

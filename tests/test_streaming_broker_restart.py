@@ -14,20 +14,21 @@ import duckdb
 import pytest
 from pyspark.sql import SparkSession
 
-from netflix_assets.broker import EmbeddedBroker, default_topics
-from netflix_assets.bucket import Bucket
-from netflix_assets.settings import Settings
-from netflix_assets.warehouse import WarehouseLayout
+from core.bucket import Bucket
+from core.contracts.speed import ARCHIVED_CHECKPOINTS_KEY, checkpoint_key
+from core.kafka.cluster import KafkaCluster
+from core.settings import Settings
+from core.warehouse import WarehouseLayout
+from embedded_broker.process import EmbeddedBroker
 from producer.publish import ProduceReport, produce
 from producer.sources import Catalog, synthetic_source
 from streaming.broker_reset import (
-    ARCHIVE_DIR,
     archive_checkpoint,
     batch_base_key,
     read_batch_base,
     write_batch_base,
 )
-from streaming.job import StreamFailedError, StreamSummary, checkpoint_key, run_stream
+from streaming.job import StreamFailedError, StreamOptions, StreamSummary, run_stream
 from tests.spark_fixtures import spark_session_fixture, write_dimensions  # noqa: F401
 
 FIRST, SECOND, PER_TRIGGER = 600, 400, 250  # several batches per run, so batch ids really collide
@@ -44,14 +45,17 @@ def stream_settings(data_dir: Path, bootstrap_servers: str | None = None) -> Set
 
 def publish(settings: Settings, count: int, seed: int, conf: dict[str, str] | None = None) -> ProduceReport:
     source = synthetic_source(Catalog.from_bucket(Bucket.from_settings(settings)), seed=seed)
-    report = produce(settings, source, rate=0, count=count, poison_rate=0.05, seed=seed, client_conf=conf)
+    kafka = KafkaCluster.from_settings(settings)
+    report = produce(kafka, source, rate=0, count=count, poison_rate=0.05, seed=seed, client_conf=conf)
     assert report.acked == count, report.summary()
     return report
 
 
 def stream(settings: Settings, spark: SparkSession) -> StreamSummary:
     spark.conf.set("spark.sql.shuffle.partitions", "2")
-    return run_stream(settings, available_now=True, spark=spark, publish_dead_letters=False)
+    options = StreamOptions.from_settings(settings, available_now=True, publish_dead_letters=False)
+    bucket, layout = Bucket.from_settings(settings), WarehouseLayout.from_settings(settings)
+    return run_stream(spark, bucket, layout, KafkaCluster.from_settings(settings), options)
 
 
 def parquet_files(bucket: Bucket) -> set[str]:
@@ -65,7 +69,8 @@ def test_embedded_broker_restart_archives_the_checkpoint_and_loses_nothing_alrea
     settings = stream_settings(tmp_path / "data")  # no bootstrap servers: the embedded broker
     bucket = Bucket.from_settings(settings)
     write_dimensions(bucket, users=20, movies=10)
-    with EmbeddedBroker(settings, topics=default_topics(settings)) as broker:  # found via its state file
+    topics = KafkaCluster.from_settings(settings).topics()
+    with EmbeddedBroker.from_settings(settings, topics=topics) as broker:  # found via its state file
         first = publish(settings, FIRST, seed=1)
         before = stream(settings, spark)
         assert before.batches >= 3 and before.broker_resets == 0
@@ -80,7 +85,7 @@ def test_embedded_broker_restart_archives_the_checkpoint_and_loses_nothing_alrea
     assert after.broker_resets == 1 and len(after.resets) == 1
     reset = after.resets[0]
     assert reset.previous_cluster == old_cluster and reset.cluster == broker.cluster_id
-    archived = list(bucket.local_path(ARCHIVE_DIR).glob("watch_events-*"))
+    archived = list(bucket.local_path(ARCHIVED_CHECKPOINTS_KEY).glob("watch_events-*"))
     assert len(archived) == 1 and (archived[0] / "commits").is_dir()
     assert reset.archived_to == str(archived[0])
     last_first_run = before.last.batch_id if before.last else -1
@@ -119,7 +124,8 @@ def test_embedded_broker_restart_archives_the_checkpoint_and_loses_nothing_alrea
 def test_real_kafka_is_never_reset(spark: SparkSession, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     plain = Settings(_env_file=None, data_dir=data_dir)
-    with EmbeddedBroker(plain, record_state=False, topics=default_topics(plain)) as broker:
+    topics = KafkaCluster.from_settings(plain).topics()
+    with EmbeddedBroker.from_settings(plain, record_state=False, topics=topics) as broker:
         settings = stream_settings(data_dir, broker.bootstrap_servers)  # treated as an external cluster
         bucket = Bucket.from_settings(settings)
         write_dimensions(bucket, users=5, movies=5)
@@ -133,7 +139,7 @@ def test_real_kafka_is_never_reset(spark: SparkSession, tmp_path: Path) -> None:
     message = str(failed.value)
     assert "BrokerDataLossError" in message and "lost data this query already consumed" in message
     assert "real Kafka cluster" in message and "cluster id changed" in message
-    assert not bucket.exists(ARCHIVE_DIR) and not bucket.exists(batch_base_key(checkpoint_key()))
+    assert not bucket.exists(ARCHIVED_CHECKPOINTS_KEY) and not bucket.exists(batch_base_key(checkpoint_key()))
     assert sorted(p.name for p in bucket.local_path(f"{checkpoint_key()}/commits").iterdir()) == committed
 
 
@@ -146,7 +152,7 @@ def test_archive_moves_every_checkpoint_file_and_the_base_round_trips(any_bucket
         any_bucket.write_bytes(key, data)
     assert read_batch_base(any_bucket, checkpoint) == 0
     archived = archive_checkpoint(any_bucket, checkpoint, "20250101T000000Z")
-    assert archived == f"{ARCHIVE_DIR}/watch_events-20250101T000000Z"
+    assert archived == f"{ARCHIVED_CHECKPOINTS_KEY}/watch_events-20250101T000000Z"
     for key, data in files.items():
         assert any_bucket.read_bytes(key.replace(checkpoint, archived, 1)) == data
     assert not any_bucket.exists(f"{checkpoint}/offsets/0") and not any_bucket.exists(checkpoint)

@@ -30,16 +30,21 @@ from dagster import (
     materialize,
 )
 
-from netflix_assets.broker import EmbeddedBroker
-from netflix_assets.bucket import Bucket
-from netflix_assets.datagen import generate
-from netflix_assets.defs import speed
+from core.bucket import Bucket
+from core.contracts.speed import checkpoint_key
+from core.kafka.cluster import KafkaCluster
+from core.settings import Settings
+from datagen import generate
+from embedded_broker.process import EmbeddedBroker
+from netflix_assets.defs.speed import assets as speed
+from netflix_assets.defs.speed import definitions as speed_defs
+from netflix_assets.defs.speed import stream_run
+from netflix_assets.defs.speed.jobs import JOB_NAME
+from netflix_assets.defs.speed.sensors import CRASH_LOOP_RUNS
 from netflix_assets.resources import build_resources
-from netflix_assets.settings import Settings
 from producer.publish import FAULT_HEADER, LATE, produce
 from producer.sources import Catalog, synthetic_source
 from streaming.checkpoint import read_progress
-from streaming.job import checkpoint_key
 from tests.test_streaming_exactly_once import read_topic, stream_env
 
 pytestmark = pytest.mark.slow
@@ -49,7 +54,7 @@ EVENTS = 3_000
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, EmbeddedBroker]]:
     data_dir = tmp_path_factory.mktemp("speed_dagster") / "data"
-    with EmbeddedBroker(Settings(_env_file=None, data_dir=data_dir), record_state=False) as broker:
+    with EmbeddedBroker(data_dir / "broker", record_state=False) as broker:
         settings = Settings(
             _env_file=None, data_dir=data_dir, kafka_bootstrap_servers=broker.bootstrap_servers,
             spark_master="local[2]", spark_shuffle_partitions=2, spark_driver_memory="1g",
@@ -60,7 +65,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, 
 
 
 def _definitions(settings: Settings) -> Definitions:
-    return Definitions.merge(speed.definitions(settings), Definitions(resources=build_resources(settings)))
+    return Definitions.merge(
+        speed_defs.definitions(settings), Definitions(resources=build_resources(settings))
+    )
 
 
 def _sensor_result(settings: Settings, instance: DagsterInstance) -> Any:
@@ -78,8 +85,16 @@ def test_stream_materializes_every_micro_batch_and_the_sensor_follows_the_lag(
     settings, broker = stack
     conf = broker.client_config()
     bucket = Bucket.from_settings(settings)
-    report = produce(settings, synthetic_source(Catalog.from_bucket(bucket), seed=1), rate=0, count=EVENTS,
-                     poison_rate=0.05, late_rate=0.05, seed=2, client_conf=conf)  # fmt: skip
+    report = produce(
+        KafkaCluster.from_settings(settings),
+        synthetic_source(Catalog.from_bucket(bucket), seed=1),
+        rate=0,
+        count=EVENTS,
+        poison_rate=0.05,
+        late_rate=0.05,
+        seed=2,
+        client_conf=conf,
+    )
     assert report.acked == EVENTS
     instance = DagsterInstance.ephemeral()
 
@@ -90,7 +105,7 @@ def test_stream_materializes_every_micro_batch_and_the_sensor_follows_the_lag(
     assert observed and observed[0].metadata["messages"].value == EVENTS
 
     # A run already in progress: no second launch.
-    instance.add_run(DagsterRun(job_name=speed.JOB_NAME, run_id="f" * 36, status=DagsterRunStatus.STARTED))
+    instance.add_run(DagsterRun(job_name=JOB_NAME, run_id="f" * 36, status=DagsterRunStatus.STARTED))
     busy = _sensor_result(settings, instance)
     assert not busy.run_requests and "is STARTED" in (
         busy.skip_reason.skip_message if busy.skip_reason else ""
@@ -98,20 +113,20 @@ def test_stream_materializes_every_micro_batch_and_the_sensor_follows_the_lag(
     instance.delete_run("f" * 36)
 
     # Runs interrupted by a shutdown (make run's Ctrl-C marks them failed) do not stop the relaunches...
-    interrupted = [f"{i}" * 36 for i in range(speed.CRASH_LOOP_RUNS)]
+    interrupted = [f"{i}" * 36 for i in range(CRASH_LOOP_RUNS)]
     for run_id in interrupted:
-        instance.add_run(DagsterRun(job_name=speed.JOB_NAME, run_id=run_id, status=DagsterRunStatus.FAILURE))
+        instance.add_run(DagsterRun(job_name=JOB_NAME, run_id=run_id, status=DagsterRunStatus.FAILURE))
     assert len(_sensor_result(settings, instance).run_requests) == 1
     # ... runs whose stream keeps failing (e.g. the broker lost data the checkpoint references) do.
-    failed = [f"{i}" * 36 for i in range(5, 5 + speed.CRASH_LOOP_RUNS)]
+    failed = [f"{i}" * 36 for i in range(5, 5 + CRASH_LOOP_RUNS)]
     for run_id in failed:
         instance.add_run(
-            DagsterRun(job_name=speed.JOB_NAME, run_id=run_id, status=DagsterRunStatus.FAILURE,
-                       tags={speed.STREAM_ERROR_TAG: "StreamFailedError"})
+            DagsterRun(job_name=JOB_NAME, run_id=run_id, status=DagsterRunStatus.FAILURE,
+                       tags={stream_run.STREAM_ERROR_TAG: "StreamFailedError"})
         )  # fmt: skip
     looping = _sensor_result(settings, instance)
     assert not looping.run_requests and failed[-1] in looping.skip_reason.skip_message
-    instance.add_run(DagsterRun(job_name=speed.JOB_NAME, run_id="c" * 36, status=DagsterRunStatus.CANCELED))
+    instance.add_run(DagsterRun(job_name=JOB_NAME, run_id="c" * 36, status=DagsterRunStatus.CANCELED))
     assert len(_sensor_result(settings, instance).run_requests) == 1  # an operator's run ended cleanly
     for run_id in [*interrupted, *failed, "c" * 36]:
         instance.delete_run(run_id)
@@ -161,19 +176,25 @@ def test_terminating_the_run_stops_the_query_between_micro_batches(
     cleanly: the run reports the stop, the process exits, and no planned batch is left uncommitted."""
     settings, broker = stack
     bucket = Bucket.from_settings(settings)
-    produce(settings, synthetic_source(Catalog.from_bucket(bucket), seed=7), rate=0, count=2_000,
-            client_conf=broker.client_config())  # fmt: skip
+    produce(
+        KafkaCluster.from_settings(settings),
+        synthetic_source(Catalog.from_bucket(bucket), seed=7),
+        rate=0,
+        count=2_000,
+        client_conf=broker.client_config(),
+    )
     script = textwrap.dedent(
         """
         from dagster import AssetKey, Definitions, materialize
-        from netflix_assets.defs import speed
+        from core.settings import get_settings
+        from netflix_assets.defs.speed.assets import BRONZE
+        from netflix_assets.defs.speed.definitions import definitions
         from netflix_assets.resources import build_resources
-        from netflix_assets.settings import get_settings
         settings = get_settings()
         resources = build_resources(settings)
-        defs = Definitions.merge(speed.definitions(settings), Definitions(resources=resources))
+        defs = Definitions.merge(definitions(settings), Definitions(resources=resources))
         config = {"ops": {"speed_stream": {"config": {"trigger_seconds": 2}}}}
-        materialize([defs.get_assets_def(AssetKey(speed.BRONZE))], resources=resources, run_config=config,
+        materialize([defs.get_assets_def(AssetKey(BRONZE))], resources=resources, run_config=config,
                     raise_on_error=False)
         """
     )
@@ -207,12 +228,12 @@ def test_a_stream_that_fails_tags_its_run_for_the_sensor(
     The failure itself is stood in for here (the real ones, e.g. a broker that lost data, are the broker
     restart tests'); what is checked is the Dagster wiring from the stream's error to the run's tag.
     """
-    import streaming.job
+    from streaming.job import StreamFailedError
 
     def failing_stream(*_args: Any, **_kwargs: Any) -> Any:
-        raise streaming.job.StreamFailedError("the broker lost data the checkpoint references")
+        raise StreamFailedError("the broker lost data the checkpoint references")
 
-    monkeypatch.setattr(streaming.job, "run_stream", failing_stream)
+    monkeypatch.setattr(stream_run, "run_stream", failing_stream)
     settings, _ = stack
     instance = DagsterInstance.ephemeral()
     result = materialize(
@@ -223,4 +244,4 @@ def test_a_stream_that_fails_tags_its_run_for_the_sensor(
     )
     assert not result.success
     run = instance.get_run_by_id(result.run_id)
-    assert run is not None and run.tags.get(speed.STREAM_ERROR_TAG) == "StreamFailedError"
+    assert run is not None and run.tags.get(stream_run.STREAM_ERROR_TAG) == "StreamFailedError"

@@ -1,9 +1,9 @@
 """Exactly-once through SIGKILLs, proved on the real broker and real Spark, then a broker restart.
 
-The stream runs as ``python -m streaming.job`` in a subprocess that is SIGKILLed in the middle of a
-micro-batch twice and restarted. The expectations never come from the stream: each message's fate is
-read back from the topic itself (the producer marks faults in a ``netflix-fault`` header) and the
-engagement windows are recomputed here in plain DuckDB SQL from those messages and the raw CSVs.
+The stream runs as ``netflix-lambda stream`` (``python -m cli.main stream``) in a subprocess that is SIGKILLed
+in the middle of a micro-batch twice and restarted. The expectations never come from the stream: each
+message's fate is read back from the topic itself (the producer marks faults in a ``netflix-fault`` header)
+and the engagement windows are recomputed here in plain DuckDB SQL from those messages and the raw CSVs.
 """
 
 from __future__ import annotations
@@ -23,16 +23,18 @@ import duckdb
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from netflix_assets.broker import EmbeddedBroker, end_offsets
-from netflix_assets.bucket import Bucket
-from netflix_assets.datagen import generate
-from netflix_assets.raw_schema import RAW_COLUMNS
-from netflix_assets.settings import Settings
-from netflix_assets.warehouse import WarehouseLayout
+from core.bucket import Bucket
+from core.contracts.raw import RAW_COLUMNS
+from core.contracts.speed import checkpoint_key
+from core.kafka.cluster import KafkaCluster
+from core.kafka.offsets import end_offsets
+from core.settings import Settings
+from core.warehouse import WarehouseLayout
+from datagen import generate
+from embedded_broker.process import EmbeddedBroker
 from producer.publish import FAULT_HEADER, LATE, produce
 from producer.sources import Catalog, synthetic_source
 from streaming.checkpoint import read_progress
-from streaming.job import checkpoint_key
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +46,7 @@ FIRST_WAVE, SECOND_WAVE = 3_000, 1_000
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, EmbeddedBroker]]:
     data_dir = tmp_path_factory.mktemp("exactly_once") / "data"
-    with EmbeddedBroker(Settings(_env_file=None, data_dir=data_dir), record_state=False) as broker:
+    with EmbeddedBroker(data_dir / "broker", record_state=False) as broker:
         settings = Settings(
             _env_file=None, data_dir=data_dir, kafka_bootstrap_servers=broker.bootstrap_servers,
             spark_master="local[2]", spark_shuffle_partitions=2, spark_driver_memory="1g",
@@ -83,7 +85,8 @@ def stream_env(settings: Settings) -> dict[str, str]:
 def start_stream(settings: Settings, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "streaming.job", "--settings-from-env", "--trigger-seconds", "1", *extra],
+            [sys.executable, "-m", "cli.main", "stream", "--settings-from-env", "--trigger-seconds", "1",
+             *extra],
             env=stream_env(settings), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
@@ -226,14 +229,31 @@ def test_sigkill_mid_batch_twice_then_exactly_once_everywhere(
     bucket = Bucket.from_settings(settings)
     conf = broker.client_config()
     source = synthetic_source(Catalog.from_bucket(bucket), seed=4)
-    first = produce(settings, source, rate=0, count=FIRST_WAVE, poison_rate=0.05, late_rate=0.05, seed=8,
-                    schema_version="mixed", client_conf=conf)  # fmt: skip
+    first = produce(
+        KafkaCluster.from_settings(settings),
+        source,
+        rate=0,
+        count=FIRST_WAVE,
+        poison_rate=0.05,
+        late_rate=0.05,
+        seed=8,
+        schema_version="mixed",
+        client_conf=conf,
+    )
     assert first.acked == FIRST_WAVE
 
     logs = [tmp_path / f"stream-{i}.log" for i in range(4)]
     killed = [kill_mid_batch(settings, start_stream(settings, logs[0]), after_commits=1, once_written=False)]
-    second = produce(settings, source, rate=0, count=SECOND_WAVE, poison_rate=0.05, late_rate=0.05, seed=9,
-                     client_conf=conf)  # fmt: skip
+    second = produce(
+        KafkaCluster.from_settings(settings),
+        source,
+        rate=0,
+        count=SECOND_WAVE,
+        poison_rate=0.05,
+        late_rate=0.05,
+        seed=9,
+        client_conf=conf,
+    )
     killed.append(kill_mid_batch(settings, start_stream(settings, logs[1]), killed[0] + 1, once_written=True))
     final = start_stream(settings, logs[2], "--available-now")
     assert final.wait(300) == 0, logs[2].read_text()[-5000:]
@@ -311,7 +331,7 @@ def test_sigkill_mid_batch_twice_then_exactly_once_everywhere(
 
     # A broker restart (memory-only: the topic and its offsets are gone) stops the stream loudly.
     broker.restart()
-    produce(settings, source, rate=0, count=50, client_conf=conf)
+    produce(KafkaCluster.from_settings(settings), source, rate=0, count=50, client_conf=conf)
     failed = start_stream(settings, logs[3], "--available-now")
     assert failed.wait(180) == 2
     tail = logs[3].read_text()

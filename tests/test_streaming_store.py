@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from netflix_assets.settings import Settings
-from netflix_assets.warehouse import WarehouseLayout, connect_serving
+from core.settings import Settings
+from core.warehouse import WarehouseLayout, connect_serving
 from streaming.churn import SEGMENT_KEYS, SESSION_COLUMNS
 from streaming.realtime_store import BatchRecord, RealtimeStore, running_owner
 

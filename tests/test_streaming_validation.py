@@ -1,8 +1,8 @@
 """The stream's verdict on each message is exactly the producer's Python validator's.
 
-Expectations come from :func:`producer.events.validate_message` (plain Python) and, for the canonical path,
-also from a stock JSON Schema validator: nothing is hard-coded. Cases: every valid and invalid case of the
-schema tests, each in its spaced ``json.dumps`` encoding and re-encoded compactly by ``orjson`` as the
+Expectations come from :func:`core.contracts.events.validate_message` (plain Python) and, for the canonical
+path, also from a stock JSON Schema validator: nothing is hard-coded. Cases: every valid and invalid case of
+the schema tests, each in its spaced ``json.dumps`` encoding and re-encoded compactly by ``orjson`` as the
 producer writes; a seeded stream of factory events with every poison kind; events dated in the future.
 """
 
@@ -19,7 +19,7 @@ import orjson
 import pytest
 from pyspark.sql import functions as F
 
-from producer import events
+from core.contracts import events
 from producer.publish import POISON_KINDS, EventFactory, utc_iso
 from producer.sources import Catalog, synthetic_source
 from streaming import validation
@@ -45,14 +45,14 @@ def test_every_validator_message_has_a_reason_code() -> None:
 
 @pytest.fixture(scope="module")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from netflix_assets.settings import Settings
-    from streaming.job import build_spark
+    from core.settings import Settings
+    from core.spark import start_spark
 
     settings = Settings(
         _env_file=None, data_dir=tmp_path_factory.mktemp("validation"), spark_master="local[1]",
         spark_shuffle_partitions=1, spark_driver_memory="1g",
     )  # fmt: skip
-    session = build_spark(settings, "test_streaming_validation")
+    session = start_spark(settings, "test_streaming_validation")
     yield session
     session.stop()
 
@@ -128,7 +128,7 @@ def test_canonical_path_accepts_only_valid_events_and_takes_the_producers(spark:
     # pattern …) survive the round trip, and only the rules turn them away.
     frame = spark.createDataFrame([(bytearray(raw),) for raw in raws], "value binary").withColumn(
         validation.JSON_COLUMN,
-        F.from_json(F.col("value").cast("string"), events.spark_schema(timestamps=False)),
+        F.from_json(F.col("value").cast("string"), events.spark_ddl(timestamps=False)),
     )
     round_trip = [r[0] for r in frame.selectExpr(validation.canonical_valid_sql(value_rules=False)).collect()]
     value_only = [name for (name, _), rt, c in zip(schema_cases + factory, round_trip, canonical, strict=True)

@@ -1,0 +1,39 @@
+"""``netflix-lambda``: one command-line entry point, one module of ``cli/`` per subcommand.
+
+Each subcommand module exposes ``add_arguments(parser)`` and ``run(args, settings) -> int``; only the one
+asked for is imported, so ``netflix-lambda generate`` does not pay for importing Spark (pyspark.sql: about
+0.2 s) or the Kafka client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from core.settings import get_settings
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("cli.generate", "write the six Kaggle-shaped CSVs into the bucket's raw/"),
+    "up": ("cli.launcher", "run the whole pipeline on the embedded default and serve the UI"),
+    "broker": ("cli.broker", "run the embedded Tansu broker (foreground supervisor, RSS cap)"),
+    "produce": ("cli.produce", "publish watch events to the event topic (synthetic or replay, with faults)"),
+    "stream": ("cli.stream", "run the speed layer's streaming query (Kafka → speed/ → realtime tables)"),
+    "dbt": ("cli.dbt", "run dbt by hand with this deployment's --vars, target and folders"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="netflix-lambda", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text)
+        sub_parser.set_defaults(_module=module_name)
+        if name in (sys.argv[1:2] if argv is None else argv[:1]):
+            importlib.import_module(module_name).add_arguments(sub_parser)
+    args = parser.parse_args(argv)
+    return int(importlib.import_module(args._module).run(args, get_settings()) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""How dbt is pointed at the bucket and the warehouse: the ``--vars`` of every dbt invocation.
+
+dbt reads no environment variable of ours: Dagster, the benchmarks and ``netflix-lambda dbt`` all pass
+these values, built from the same bucket and warehouse objects the other layers use, so a setting has one
+source of truth (``core/settings.py``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from core.bucket import Bucket
+from core.contracts.silver import SILVER_PREFIX
+from core.settings import PROJECT_ROOT
+from core.warehouse import Warehouse
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+UNSET_PROJECT = "unset-project"  # parses and compiles; any real BigQuery call fails and names it
+
+
+def dbt_vars(bucket: Bucket, warehouse: Warehouse) -> dict[str, str]:
+    """Where Silver is and where the warehouse is, for ``profiles.yml`` and ``_silver__sources.yml``."""
+    bigquery = warehouse.bigquery
+    return {
+        "silver_root": bucket.uri(SILVER_PREFIX),
+        "duckdb_path": str(warehouse.layout.batch_build),
+        "bigquery_project": bigquery.project or UNSET_PROJECT,
+        "bigquery_dataset": bigquery.dataset,
+        "silver_dataset": bigquery.silver_dataset,
+        "bigquery_location": bigquery.location,
+        "bigquery_method": bigquery.method,
+        "bigquery_keyfile": bigquery.keyfile or "",
+    }
+
+
+def vars_args(values: dict[str, str]) -> list[str]:
+    """``--vars`` as dbt's command line takes it (sorted, so equal values give equal arguments)."""
+    return ["--vars", json.dumps(values, sort_keys=True)]

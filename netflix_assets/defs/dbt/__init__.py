@@ -1,0 +1,1 @@
+"""Gold layer: the dbt project as Dagster assets, and the hourly batch-layer schedule."""

@@ -1,0 +1,21 @@
+"""The gold layer's definitions: the dbt assets (manifest prepared at load) and the hourly batch schedule."""
+
+from dagster import Definitions
+
+from core.bucket import Bucket
+from core.dbt import dbt_vars
+from core.settings import Settings
+from core.warehouse import Warehouse
+from netflix_assets.defs.dbt.assets import build_gold_assets
+from netflix_assets.defs.dbt.project import build_dbt_project, prepare_manifest
+from netflix_assets.defs.dbt.schedules import batch_layer_hourly, batch_layer_job
+from netflix_assets.resources import dbt_resource
+
+
+def definitions(settings: Settings) -> Definitions:
+    project = build_dbt_project(settings.warehouse.value)
+    values = dbt_vars(Bucket.from_settings(settings), Warehouse.from_settings(settings))
+    prepare_manifest(project, dbt_resource(settings), values)
+    return Definitions(
+        assets=[build_gold_assets(project)], jobs=[batch_layer_job], schedules=[batch_layer_hourly]
+    )

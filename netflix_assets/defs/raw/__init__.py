@@ -1,0 +1,1 @@
+"""Raw layer: the landed CSVs as assets, with blocking header checks."""

@@ -1,0 +1,1 @@
+"""Silver layer: the Spark job's tables as Dagster assets with blocking data-quality checks."""

@@ -1,0 +1,185 @@
+"""Silver layer: the six cleaned tables as one Spark multi-asset, with blocking data-quality checks.
+
+One multi-asset rather than six assets: Spark takes ~5 s to start, so all tables share one session
+(and one step), users and movies first because the facts' orphan rules read them. It can be subset;
+a fact selected alone reads the dimensions' Silver already in the bucket.
+
+Checks are computed from the Parquet written, not from the job's counters. ``row_accounting`` (raw =
+Silver + quarantine) blocks: a table that lost or doubled rows must not feed dbt. A raw file whose header
+breaks the contract fails the step with a message naming the file and the columns, before Spark reads it.
+"""
+
+from collections.abc import Iterator
+from typing import Any
+
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    TableColumn,
+    TableSchema,
+    multi_asset,
+)
+from dagster_pyspark import PySparkResource
+
+from core.contracts.silver import CONTRACTS, TABLE_ORDER, TableContract
+from netflix_assets.defs.metadata import markdown_table, metadata_values
+from netflix_assets.resources import BucketResource, DataQualityResource
+from silver.job import SilverJob, TableResult
+from silver.reader import SilverInputError
+from silver.verify import (
+    QUARANTINE_SHARE,
+    REFERENTIAL_INTEGRITY,
+    ROW_ACCOUNTING,
+    UNIQUE_KEY,
+    CheckOutcome,
+    Severity,
+    run_and_verify,
+)
+
+GROUP = "silver"
+_CHECK_DESCRIPTIONS = {
+    ROW_ACCOUNTING: "raw rows = Silver rows + quarantine rows; every data line lands exactly once",
+    UNIQUE_KEY: "the table's key is unique in Silver",
+    REFERENTIAL_INTEGRITY: "every user_id / movie_id exists in Silver users / movies",
+    QUARANTINE_SHARE: "quarantined share of raw rows under the data_quality thresholds (WARN, then ERROR)",
+}
+
+
+def silver_asset_key(table: str) -> AssetKey:
+    return AssetKey(["silver", table])
+
+
+def _deps(contract: TableContract) -> list[AssetKey]:
+    return [AssetKey(["raw", contract.name]), *(silver_asset_key(ref.table) for ref in contract.references)]
+
+
+def _check_names(contract: TableContract) -> list[str]:
+    names = [ROW_ACCOUNTING, UNIQUE_KEY]
+    if contract.references:
+        names.append(REFERENTIAL_INTEGRITY)
+    return [*names, QUARANTINE_SHARE]
+
+
+SPECS = [
+    AssetSpec(
+        silver_asset_key(table),
+        group_name=GROUP,
+        deps=_deps(CONTRACTS[table]),
+        kinds={"spark", "parquet"},
+        owners=["team:data-platform"],
+        description=(
+            f"`raw/{table}.csv` cleaned by the rules of docs/data-quality.md into `silver/{table}/` "
+            f"(typed Parquet{', partitioned by watch_month' if table == 'watch_history' else ''}); "
+            f"rejected rows go to `quarantine/{table}/` with a reason."
+        ),
+        metadata={"bucket_key": CONTRACTS[table].silver_key, "key": CONTRACTS[table].key},
+    )
+    for table in TABLE_ORDER
+]
+CHECK_SPECS = [
+    AssetCheckSpec(name, asset=silver_asset_key(table), blocking=True, description=_CHECK_DESCRIPTIONS[name])
+    for table in TABLE_ORDER
+    for name in _check_names(CONTRACTS[table])
+]
+
+
+def _preview(rows: list[dict[str, Any]]) -> MetadataValue:
+    header = list(rows[0]) if rows else []
+    return markdown_table(header, [[row[c] for c in header] for row in rows])
+
+
+def _materialization(result: TableResult) -> MaterializeResult:
+    return MaterializeResult(
+        asset_key=silver_asset_key(result.table),
+        metadata={
+            "dagster/row_count": result.silver_rows,
+            "dagster/column_schema": TableSchema(
+                columns=[TableColumn(name, dtype) for name, dtype in result.silver_schema]
+            ),
+            "rows_in": result.raw_rows,
+            "rows_out": result.silver_rows,
+            "rows_quarantined": result.quarantine_rows,
+            "quarantine_share": round(result.quarantine_share, 6),
+            "quarantined_by_reason": MetadataValue.json(result.reasons),
+            "silver_path": MetadataValue.path(result.silver_uri),
+            "quarantine_path": MetadataValue.path(result.quarantine_uri),
+            "source": MetadataValue.path(result.raw_uri),
+            "preview": _preview(result.preview),
+            "seconds": round(result.seconds, 2),
+            "seconds_by_step": MetadataValue.json(result.phases),
+        },
+    )
+
+
+def _check_result(table: str, outcome: CheckOutcome) -> AssetCheckResult:
+    return AssetCheckResult(
+        asset_key=silver_asset_key(table),
+        check_name=outcome.name,
+        passed=outcome.passed,
+        severity=AssetCheckSeverity.WARN if outcome.severity is Severity.WARN else AssetCheckSeverity.ERROR,
+        description=outcome.description,
+        metadata=metadata_values(outcome.metadata),
+    )
+
+
+class _NotBuilt(Exception):
+    """A fact skipped because a dimension it references failed in this run."""
+
+
+@multi_asset(name="silver_tables", specs=SPECS, check_specs=CHECK_SPECS, can_subset=True)
+def silver_tables(
+    context: AssetExecutionContext,
+    pyspark: PySparkResource,
+    bucket: BucketResource,
+    data_quality: DataQualityResource,
+) -> Iterator[MaterializeResult | AssetCheckResult]:
+    store = bucket.get()
+    selected = [t for t in TABLE_ORDER if silver_asset_key(t) in context.selected_asset_keys]
+    context.log.info(f"building Silver for {', '.join(selected)} from {store.uri('raw')}")
+    job = SilverJob(pyspark.spark_session, store, log=context.log)
+    broken: set[str] = set()  # tables the facts must not trust in this run
+
+    def build(table: str) -> tuple[TableResult, list[CheckOutcome]]:
+        contract = CONTRACTS[table]
+        unusable = [ref.table for ref in contract.references if ref.table in broken]
+        if unusable:
+            raise _NotBuilt(f"silver {table} not built: Silver {' and '.join(unusable)} failed in this run")
+        checks = [
+            name
+            for name in _check_names(contract)
+            if AssetCheckKey(silver_asset_key(table), name) in context.selected_asset_check_keys
+        ]
+        warn, error = data_quality.quarantine_warn_share, data_quality.quarantine_error_share
+        return run_and_verify(job, table, warn, error, checks)
+
+    problems: list[str] = []
+    for table, outcome in job.run(selected, work=build):
+        if isinstance(outcome, Exception):
+            if not isinstance(outcome, (SilverInputError, _NotBuilt)):
+                raise outcome
+            context.log.error(str(outcome))
+            problems.append(str(outcome))
+            broken.add(table)
+            continue
+        result, checks = outcome
+        yield _materialization(result)
+        for check in checks:
+            yield _check_result(table, check)
+            if not check.passed:
+                log = context.log.warning if check.severity is Severity.WARN else context.log.error
+                log(f"silver {table} check {check.name} failed: {check.description}")
+                if check.severity is Severity.ERROR:
+                    broken.add(table)
+    if problems:
+        raise Failure(
+            description="Silver could not build every table:\n" + "\n".join(f"- {p}" for p in problems),
+            metadata={"problems": MetadataValue.json(problems)},
+        )
