@@ -1,24 +1,27 @@
 {#
-  Each session with the segment attributes the marts group by. Left joins so that a session whose user or
-  movie were missing would still count (under the `unknown_label`) instead of vanishing from the totals;
-  the relationships tests on fct_watch_sessions make that case fail loudly anyway.
-  Segments use the user's *current* country and plan (dim_users is type 1).
+  Each session with what every mart derives from it: its calendar year and month, whether it was
+  completed, and the segment attributes the marts group by. The one place sessions are joined to users
+  and movies, from staging (intermediate models read staging only; fct_watch_sessions publishes the
+  session grain from here). Left joins so that a session whose user or movie were missing would still
+  count (under the `unknown_label`) instead of vanishing from the totals; the relationships tests on
+  fct_watch_sessions make that case fail loudly anyway.
+  Segments use the user's *current* country and plan (the users dimension is type 1).
 #}
 with sessions as (
 
-    select * from {{ ref('fct_watch_sessions') }}
+    select * from {{ ref('stg_watch_history') }}
 
 ),
 
 users as (
 
-    select * from {{ ref('dim_users') }}
+    select * from {{ ref('stg_users') }}
 
 ),
 
 movies as (
 
-    select * from {{ ref('dim_movies') }}
+    select * from {{ ref('stg_movies') }}
 
 )
 
@@ -30,9 +33,17 @@ select
     sessions.watch_month,
     cast(extract(year from sessions.watch_date) as {{ dbt.type_int() }}) as watch_year,
     cast(extract(month from sessions.watch_date) as {{ dbt.type_int() }}) as watch_month_of_year,
+    sessions.device_type,
     sessions.watch_duration_minutes,
-    sessions.user_rating,
+    sessions.progress_percentage,
     sessions.action,
+    coalesce(sessions.action = 'completed', false) as is_completed,
+    sessions.quality,
+    sessions.location_country,
+    sessions.is_download,
+    sessions.user_rating,
+    sessions.source_file,
+    sessions.source_line,
     users.country as user_country,
     {{ segment('users.country') }} as country,
     {{ segment('users.subscription_plan') }} as subscription_plan,

@@ -10,7 +10,7 @@ views as (
     select
         movie_id,
         count(*) as total_views,
-        count(case when action = 'completed' then 1 end) as completed_views,
+        count(case when is_completed then 1 end) as completed_views,
         sum(watch_duration_minutes) as total_watch_time_minutes,
         count(watch_duration_minutes) as timed_views,
         count(distinct user_id) as unique_users,

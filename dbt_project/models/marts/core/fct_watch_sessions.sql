@@ -1,6 +1,11 @@
+{#
+  The session fact of the star: its keys, measures and the per-session derivations (calendar year and
+  month, completion) from int_watch_sessions_enriched, without the segment labels, which belong to the
+  dimensions.
+#}
 with sessions as (
 
-    select * from {{ ref('stg_watch_history') }}
+    select * from {{ ref('int_watch_sessions_enriched') }}
 
 )
 
@@ -10,10 +15,13 @@ select
     movie_id,
     watch_date,
     watch_month,
+    watch_year,
+    watch_month_of_year,
     device_type,
     watch_duration_minutes,
     progress_percentage,
     action,
+    is_completed,
     quality,
     location_country,
     is_download,
