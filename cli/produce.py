@@ -64,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of valid events whose event time is 31-120 minutes in the past",
     )
     parser.add_argument(
+        "--duplicate-rate",
+        type=_fraction,
+        default=0.0,
+        help="share of valid events sent twice, as a producer retrying without idempotence does",
+    )
+    parser.add_argument(
         "--schema-version",
         choices=[*map(str, events.SUPPORTED_VERSIONS), "mixed"],
         default=str(events.LATEST_VERSION),
@@ -109,7 +115,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     stop = stop_on_signals(log, "stopping and flushing in-flight messages")
     log.info(
-        "producing %s events (schema %s, seed %d) to %s on %s at %s%s%s",
+        "producing %s events (schema %s, seed %d) to %s on %s at %s%s%s%s",
         args.source,
         args.schema_version,
         seed,
@@ -118,6 +124,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"{args.rate:g} ev/s" if args.rate > 0 else "full speed",
         f", poison {args.poison_rate:.1%}" if args.poison_rate else "",
         f", late {args.late_rate:.1%}" if args.late_rate else "",
+        f", re-sent {args.duplicate_rate:.1%}" if args.duplicate_rate else "",
     )
     report = produce(
         kafka,
@@ -127,6 +134,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         duration_s=args.duration,
         poison_rate=args.poison_rate,
         late_rate=args.late_rate,
+        duplicate_rate=args.duplicate_rate,
         schema_version=args.schema_version,
         seed=seed,
         topic=args.topic,

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 FAULT_HEADER = "netflix-fault"
 LATE = "late"
+DUPLICATE = "duplicate"  # a re-send of the previous event, byte for byte (a retry without idempotence)
 POISON_KINDS: tuple[str, ...] = (
     "invalid_json",
     "nan_token",
@@ -107,14 +108,18 @@ class EventFactory:
         seed: int | None = None,
         producer_id: str | None = None,
         clock: Any = time.time,
+        duplicate_rate: float = 0.0,
     ) -> None:
         if not 0 <= poison_rate <= 1 or not 0 <= late_rate <= 1 or poison_rate + late_rate > 1:
             raise ValueError(
                 f"poison_rate ({poison_rate}) and late_rate ({late_rate}) must be in [0, 1], sum <= 1"
             )
+        if not 0 <= duplicate_rate <= 1:
+            raise ValueError(f"duplicate_rate ({duplicate_rate}) must be in [0, 1]")
         self.schema_version = schema_version
         self.poison_rate = poison_rate
         self.late_rate = late_rate
+        self.duplicate_rate = duplicate_rate
         self.rng = random.Random(seed)
         # Event ids must differ between runs even with the same seed (the stream deduplicates on them).
         self._id_bits = random.Random(os.urandom(16)).getrandbits
@@ -187,8 +192,14 @@ class EventFactory:
         return orjson.dumps(event)
 
     def messages(self, source: Iterable[dict[str, Any]]) -> Iterator[Outgoing]:
+        """One message per record; with ``duplicate_rate``, a valid on-time message is sometimes sent twice
+        (the copy, same key and bytes, marked ``duplicate``), as a producer retrying without idempotence
+        does. The RNG is only drawn for it when the rate is set, so other seeds keep their faults."""
         for record in source:
-            yield self.build(record)
+            message = self.build(record)
+            yield message
+            if self.duplicate_rate and message.fault is None and self.rng.random() < self.duplicate_rate:
+                yield message._replace(fault=DUPLICATE)
 
 
 # -- the report ----------------------------------------------------------------------------------------
@@ -203,6 +214,7 @@ class ProduceReport:
     unflushed: int = 0
     poison: dict[str, int] = field(default_factory=lambda: dict.fromkeys(POISON_KINDS, 0))
     late: int = 0
+    duplicates: int = 0  # re-sent copies (each also counted in ``sent`` and ``valid``)
     by_version: dict[int, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     stopped_by: str = ""
@@ -234,7 +246,8 @@ class ProduceReport:
         text = (
             f"{self.topic}: sent {self.sent:,}, acked {self.acked:,}, failed {self.failed:,}, "
             f"unflushed {self.unflushed:,} in {self.elapsed_s:.1f} s ({self.events_per_s:,.0f} ev/s; "
-            f"stopped by {self.stopped_by}); valid {self.valid:,} (late {self.late:,}); "
+            f"stopped by {self.stopped_by}); valid {self.valid:,} (late {self.late:,}, "
+            f"re-sent duplicates {self.duplicates:,}); "
             f"poison {self.poison_total:,} ({poison})"
         )
         if self.first_error:
@@ -318,7 +331,7 @@ def publish(
     deadline = start + duration_s if duration_s else None
     stop = stop or threading.Event()
     ticker = _Progress(report, producer, rate, progress) if progress is not None else None
-    header_cache = {kind: [(FAULT_HEADER, kind.encode())] for kind in (*POISON_KINDS, LATE)}
+    header_cache = {kind: [(FAULT_HEADER, kind.encode())] for kind in (*POISON_KINDS, LATE, DUPLICATE)}
     versions = [0] * (max(events.SUPPORTED_VERSIONS) + 1)
     faults: dict[str, int] = {}
     produce_call = producer.produce
@@ -363,6 +376,7 @@ def publish(
             report.stopped_by = "count"
     report.sent = sent
     report.late = faults.pop(LATE, 0)
+    report.duplicates = faults.pop(DUPLICATE, 0)
     report.poison.update(faults)
     report.by_version = {v: n for v, n in enumerate(versions) if n}
     if ticker is not None:
@@ -463,6 +477,7 @@ def produce(
     schema_version: int | str = events.LATEST_VERSION,
     seed: int | None = None,
     producer_id: str | None = None,
+    duplicate_rate: float = 0.0,
     **send_options: Any,
 ) -> ProduceReport:
     """Publish watch events built from ``source`` records; the one entry point of the producer.
@@ -478,6 +493,7 @@ def produce(
         late_rate=late_rate,
         seed=seed,
         producer_id=producer_id,
+        duplicate_rate=duplicate_rate,
     )
     return send(
         kafka,

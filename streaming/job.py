@@ -89,6 +89,7 @@ class StreamSummary:
     valid: int = 0
     dead_letters: int = 0
     late: int = 0
+    duplicates: int = 0
     elapsed_s: float = 0.0
     stopped_by: str = ""
     broker_resets: int = 0  # checkpoint resets after the embedded broker came back empty
@@ -105,6 +106,7 @@ class StreamSummary:
         self.valid += metrics.valid
         self.dead_letters += metrics.dead_letters
         self.late += metrics.late
+        self.duplicates += metrics.duplicates
 
     def describe(self, query_name: str) -> str:
         resets = (
@@ -115,7 +117,7 @@ class StreamSummary:
         return (
             f"stream {query_name} stopped ({self.stopped_by}) after {self.elapsed_s:.0f} s: {self.batches} "
             f"batch(es), {self.rows_in:,} events ({self.valid:,} valid, {self.dead_letters:,} dead-letter, "
-            f"{self.late:,} late){resets}"
+            f"{self.late:,} late, {self.duplicates:,} duplicate){resets}"
         )
 
 

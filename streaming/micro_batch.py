@@ -12,14 +12,17 @@ replay-safe:
    10 minutes. Taking this batch's own newest event into account makes lateness independent of where
    trigger boundaries fall, so a replayed or re-split batch classifies every message the same way;
 3. split: not ``valid`` → dead letter (its reason named by the shared Python validator); ``event_time``
-   before the watermark → late; else valid;
+   before the watermark → late; an ``event_id`` already counted (earlier in this batch, in Kafka order,
+   or by a committed batch, ``RealtimeStore.already_seen``) → duplicate, counted and not merged (a
+   producer that retries without idempotence re-sends events); else valid;
 4. write Bronze (every message, as received), Silver (valid, enriched), dead-letter and late Parquet, each
    replay-safe (``streaming.sinks``); publish dead letters to the DLQ topic;
 5. hand the valid sessions to ``realtime.duckdb``, merged in one transaction with the batch id
    (``streaming.realtime_store``), then publish the Parquet snapshots readers use.
 
-Accounting, checked by the tests: ``rows_in = valid + dead_letters + late`` per batch, and Bronze holds
-every (partition, offset) exactly once.
+Accounting, checked by the tests: ``rows_in = valid + dead_letters + late + duplicates`` per batch, and
+Bronze holds every (partition, offset) exactly once (duplicates included: Bronze is the record of what
+arrived, Silver of what was counted).
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class BatchMetrics:
     valid: int = 0
     dead_letters: int = 0
     late: int = 0
+    duplicates: int = 0  # on-time events whose event_id was already counted (not merged again)
     non_canonical: int = 0  # messages judged by the Python validator (poison, other encodings)
     dead_by_reason: dict[str, int] = field(default_factory=dict)
     input_offsets: dict[str, list[int]] = field(default_factory=dict)  # partition → [first, last + 1]
@@ -90,7 +94,8 @@ class BatchMetrics:
         return (
             f"batch {self.batch_id}: {self.rows_in:,} in → {self.valid:,} valid, "
             f"{self.dead_letters:,} dead-letter "
-            f"({reasons}), {self.late:,} late; {self.non_canonical:,} judged in Python; "
+            f"({reasons}), {self.late:,} late, {self.duplicates:,} duplicate; "
+            f"{self.non_canonical:,} judged in Python; "
             f"{self.windows_updated} window(s) updated; watermark "
             f"{self.watermark}; {self.duration_s:.1f} s "
             f"({self.rows_in / max(self.duration_s, 1e-9):,.0f} ev/s){latency}; "
@@ -233,15 +238,32 @@ class MicroBatchProcessor:
         )
         late_mask = pc.and_(valid, behind)
         on_time = pc.and_(valid, pc.invert(behind))
+        repeated = self._repeated(rows, on_time)
+        on_time = pc.and_(on_time, pc.invert(repeated))
         metrics.valid = pc.sum(on_time).as_py() or 0
         metrics.late = pc.sum(late_mask).as_py() or 0
-        metrics.dead_letters = metrics.rows_in - metrics.valid - metrics.late
+        metrics.duplicates = pc.sum(repeated).as_py() or 0
+        metrics.dead_letters = metrics.rows_in - metrics.valid - metrics.late - metrics.duplicates
         batch_ids = pa.repeat(pa.scalar(batch_id, pa.int64()), rows.num_rows)
         rows = rows.append_column("batch_id", batch_ids).rename_columns(
             ["kafka_timestamp" if name == "timestamp" else name for name in rows.column_names] + ["batch_id"]
         )
         kept = rows.drop_columns(["key", "value"]).filter(on_time)  # not copying the raw bytes
         return _Split(rows, kept, late_mask, pc.invert(valid), verdicts, watermark, max_event)
+
+    def _repeated(self, rows: pa.Table, on_time: pa.Array) -> pa.Array:
+        """On-time events whose ``event_id`` was already counted: by a committed batch, or earlier in this
+        batch in Kafka order (lowest partition, then offset), so a replay picks the same copy."""
+        if not pc.any(on_time).as_py():
+            return pa.repeat(pa.scalar(False), rows.num_rows)
+        position = pc.add(pc.multiply(pc.cast(rows.column("partition"), pa.int64()), 1 << 40),
+                          pc.cast(rows.column("offset"), pa.int64()))  # fmt: skip
+        candidates = pa.table({"event_id": rows.column("event_id"), "position": position}).filter(on_time)
+        first = candidates.group_by("event_id").aggregate([("position", "min")])
+        seen = self.store.already_seen(first)
+        first_copy = pc.is_in(position, first.column("position_min"))
+        counted = pc.and_kleene(first_copy, pc.invert(pc.is_in(rows.column("event_id"), seen)))
+        return pc.and_kleene(on_time, pc.invert(counted)).fill_null(False)
 
     def _write_and_commit(self, split: _Split, batch_id: int, metrics: BatchMetrics, started: float) -> None:
         """Write the four sinks and merge the sessions into the warehouse in one transaction.
@@ -263,6 +285,7 @@ class MicroBatchProcessor:
             max_event_time=_naive(split.max_event),
             input_offsets=metrics.input_offsets,
             processing_s=time.time() - started,
+            duplicates=metrics.duplicates,
         )
         with ThreadPoolExecutor(max_workers=SINK_THREADS + 1, thread_name_prefix="sink") as pool:
             sinks_started = time.perf_counter()
@@ -281,7 +304,10 @@ class MicroBatchProcessor:
                 metrics.stage_s["sinks"] = round(time.perf_counter() - sinks_started, 3)
 
             sessions = split.kept.select(list(SESSION_COLUMNS))
-            metrics.windows_updated = self.store.commit_batch(record, sessions, before_commit=sinks_written)
+            counted = split.kept.select(["event_id", "event_time"])
+            metrics.windows_updated = self.store.commit_batch(
+                record, sessions, before_commit=sinks_written, counted=counted
+            )
             metrics.dead_by_reason = dead.result()
 
     # -- sinks ----------------------------------------------------------------------------------------

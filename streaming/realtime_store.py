@@ -12,6 +12,16 @@ only kept for windows still open (their end is after the watermark: later events
 go to the late sink), so it stays bounded by about 15 minutes of events. The published tables keep
 ``retention_hours`` of windows.
 
+De-duplication state: ``seen_events`` holds the ``event_id`` of every counted event not yet behind the
+watermark, written in the batch's transaction; a later copy of one of them is a duplicate (counted in
+``stream_batches.duplicates``, never merged), and a copy of an older one is late anyway, so the state
+needs nothing older (``streaming.micro_batch``).
+
+Two published tables serve the merge with the batch layer (``docs/serving.md``): ``active_users_realtime``
+(distinct users and sessions per window across every segment: a user counts once per window) and
+``user_activity_realtime`` (per month and user, the newest window the user was active in), which makes
+"users active after the batch watermark W" a true distinct set without keeping every window's users.
+
 After each commit every table readers use is exported by write-then-rename
 (:meth:`core.warehouse.WarehouseLayout.publish_realtime_snapshot`), so dashboards and dbt read
 ``realtime/<table>.parquet`` and never open (or block) this file.
@@ -33,12 +43,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from core.contracts.speed import PUBLISHED_TABLES
 from core.warehouse import WarehouseLayout
 from streaming.churn import SEGMENT_KEYS, WINDOW_MINUTES
 
 log = logging.getLogger(__name__)
 
-PUBLISHED_TABLES: tuple[str, ...] = ("engagement_health_realtime", "churn_risk_alerts", "stream_batches")
 ALERT_HIGH_RATE = 0.6
 ALERT_MEDIUM_RATE = 0.4
 SEGMENT_ALERT_MIN_SESSIONS = 5
@@ -55,6 +65,8 @@ CREATE TABLE IF NOT EXISTS stream_batches (
     late BIGINT, watermark TIMESTAMP, max_event_time TIMESTAMP, input_offsets VARCHAR,
     windows_updated BIGINT, processing_s DOUBLE
 );
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS duplicates BIGINT DEFAULT 0;
+CREATE TABLE IF NOT EXISTS seen_events (event_id VARCHAR, event_time TIMESTAMP);
 CREATE TABLE IF NOT EXISTS segment_window_state (
     window_start TIMESTAMP, segment_id BIGINT, {_KEYS_DDL},
     sessions BIGINT, watch_minutes DOUBLE, completion_sum DOUBLE, completion_n BIGINT,
@@ -78,6 +90,14 @@ CREATE TABLE IF NOT EXISTS engagement_health_realtime (
     quality_downgrade_count BIGINT, completion_count BIGINT, low_engagement_rate DOUBLE,
     abandonment_rate DOUBLE, completion_rate DOUBLE, revenue_impact DOUBLE, avg_subscriber_value DOUBLE,
     alert_level VARCHAR, segment_id BIGINT, last_batch_id BIGINT, updated_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS active_users_realtime (
+    window_start TIMESTAMP, window_end TIMESTAMP, active_users BIGINT, total_sessions BIGINT,
+    last_batch_id BIGINT, updated_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS user_activity_realtime (
+    month_start DATE, user_id VARCHAR, last_window_start TIMESTAMP, last_batch_id BIGINT,
+    PRIMARY KEY (month_start, user_id)
 );
 CREATE TABLE IF NOT EXISTS churn_risk_alerts (
     window_start TIMESTAMP, window_end TIMESTAMP, alert_scope VARCHAR, subject VARCHAR, risk_type VARCHAR,
@@ -118,6 +138,7 @@ class BatchRecord:
     max_event_time: datetime | None
     input_offsets: dict[str, list[int]]
     processing_s: float
+    duplicates: int = 0  # on-time events whose event_id the stream had already counted
 
 
 # State columns a batch adds to (its partial sums), per state table.
@@ -175,21 +196,42 @@ class RealtimeStore:
         """Totals over the ledger (for reports and tests)."""
         row = self._row(
             "SELECT count(*), coalesce(sum(rows_in), 0), coalesce(sum(valid), 0), "
-            "coalesce(sum(dead_letters), 0), coalesce(sum(late), 0), max(batch_id) FROM stream_batches"
+            "coalesce(sum(dead_letters), 0), coalesce(sum(late), 0), coalesce(sum(duplicates), 0), "
+            "max(batch_id) FROM stream_batches"
         )
-        keys = ("batches", "rows_in", "valid", "dead_letters", "late", "last_batch_id")
+        keys = ("batches", "rows_in", "valid", "dead_letters", "late", "duplicates", "last_batch_id")
         return dict(zip(keys, row, strict=True))
+
+    def already_seen(self, candidates: pa.Table) -> pa.Array:
+        """The ``event_id`` values of ``candidates`` an earlier committed batch already counted.
+
+        ``seen_events`` holds the id of every counted event whose time is not yet behind the watermark;
+        an older copy of such an event is late anyway, so the state needs nothing older.
+        """
+        self.con.register("candidate_ids", candidates.select(["event_id"]))
+        try:
+            seen = self.con.sql(
+                "SELECT c.event_id FROM candidate_ids c SEMI JOIN seen_events s USING (event_id)"
+            ).to_arrow_table()
+        finally:
+            self.con.unregister("candidate_ids")
+        return seen.column("event_id").combine_chunks()
 
     # -- the micro-batch transaction ----------------------------------------------------------------
     def commit_batch(
-        self, record: BatchRecord, sessions: pa.Table, before_commit: Callable[[], None] | None = None
+        self,
+        record: BatchRecord,
+        sessions: pa.Table,
+        before_commit: Callable[[], None] | None = None,
+        counted: pa.Table | None = None,
     ) -> int:
         """Merge one batch's sessions (``streaming.churn.SESSION_COLUMNS``) and record it, atomically.
 
         Returns the number of windows recomputed. A batch already in the ledger changes nothing (0).
         ``before_commit`` runs inside the transaction, just before COMMIT: the stream waits there for its
         Parquet sinks, so they are written while DuckDB merges, yet the batch only counts as done once
-        they are; if it raises, nothing is committed.
+        they are; if it raises, nothing is committed. ``counted`` (``event_id``, ``event_time``) are the
+        events this batch counted: remembered in the same transaction, so a later copy is a duplicate.
         """
         con = self.con
         con.execute("BEGIN TRANSACTION")
@@ -203,13 +245,19 @@ class RealtimeStore:
                 con.execute(PARTIALS_SQL)
                 con.unregister("batch_sessions")
                 windows = self._merge(record.batch_id)
+            if counted is not None and counted.num_rows:
+                con.register("counted_events", counted.select(["event_id", "event_time"]))
+                con.execute("INSERT INTO seen_events SELECT event_id, event_time FROM counted_events")
+                con.unregister("counted_events")
             self._prune(record)
             con.execute(
-                "INSERT INTO stream_batches VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO stream_batches (batch_id, committed_at, rows_in, valid, dead_letters, late, "
+                "watermark, max_event_time, input_offsets, windows_updated, processing_s, duplicates) "
+                "VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     record.batch_id, record.rows_in, record.valid, record.dead_letters, record.late,
                     record.watermark, record.max_event_time, json.dumps(record.input_offsets), windows,
-                    record.processing_s,
+                    record.processing_s, record.duplicates,
                 ],
             )  # fmt: skip
             if before_commit is not None:
@@ -254,9 +302,21 @@ class RealtimeStore:
             """
         )
         con.execute(
+            f"""
+            INSERT INTO user_activity_realtime
+            SELECT CAST(date_trunc('month', window_start) AS DATE), user_id, max(window_start),
+                   {int(batch_id)}
+            FROM batch_partials GROUP BY ALL
+            ON CONFLICT (month_start, user_id) DO UPDATE SET
+                last_window_start = greatest(last_window_start, EXCLUDED.last_window_start),
+                last_batch_id = EXCLUDED.last_batch_id
+            """
+        )
+        con.execute(
             "CREATE OR REPLACE TEMP TABLE affected AS SELECT DISTINCT window_start FROM batch_partials"
         )
         self._recompute_engagement(batch_id)
+        self._recompute_active_users(batch_id)
         self._recompute_alerts(batch_id)
         return int(self._row("SELECT count(*) FROM affected")[0])
 
@@ -288,6 +348,25 @@ class RealtimeStore:
                    s.segment_id, {int(batch_id)}, now()::TIMESTAMP
             FROM segment_window_state s JOIN users u USING (window_start, segment_id)
             WHERE s.window_start IN (SELECT window_start FROM affected)
+            """
+        )
+
+    def _recompute_active_users(self, batch_id: int) -> None:
+        """Distinct users and sessions per window across all segments (a user counts once per window)."""
+        con = self.con
+        con.execute(
+            "DELETE FROM active_users_realtime WHERE window_start IN (SELECT window_start FROM affected)"
+        )
+        con.execute(
+            f"""
+            INSERT INTO active_users_realtime
+            SELECT window_start, window_start + {_WINDOW}, u.active_users, s.total_sessions,
+                   {int(batch_id)}, now()::TIMESTAMP
+            FROM (SELECT window_start, count(DISTINCT user_id) AS active_users FROM segment_window_users
+                  WHERE window_start IN (SELECT window_start FROM affected) GROUP BY window_start) u
+            JOIN (SELECT window_start, sum(sessions) AS total_sessions FROM segment_window_state
+                  WHERE window_start IN (SELECT window_start FROM affected) GROUP BY window_start) s
+              USING (window_start)
             """
         )
 
@@ -335,10 +414,15 @@ class RealtimeStore:
         if record.watermark is not None:
             for table in ("segment_window_state", "segment_window_users", "user_window_state"):
                 con.execute(f"DELETE FROM {table} WHERE window_start + {_WINDOW} <= ?", [record.watermark])
+            con.execute("DELETE FROM seen_events WHERE event_time < ?", [record.watermark])
         if record.max_event_time is not None:
             horizon = f"?::TIMESTAMP - INTERVAL {float(self.retention_hours) * 3600:.0f} SECOND"
-            for table in ("engagement_health_realtime", "churn_risk_alerts"):
+            for table in ("engagement_health_realtime", "churn_risk_alerts", "active_users_realtime"):
                 con.execute(f"DELETE FROM {table} WHERE window_end < {horizon}", [record.max_event_time])
+            con.execute(
+                f"DELETE FROM user_activity_realtime WHERE last_window_start + {_WINDOW} < {horizon}",
+                [record.max_event_time],
+            )
 
     # -- publication --------------------------------------------------------------------------------
     def publish(self) -> dict[str, str]:

@@ -23,7 +23,12 @@ QUERY_NAME = "watch_events"
 ENGAGEMENT_TABLE = "engagement_health_realtime"
 ALERTS_TABLE = "churn_risk_alerts"
 LEDGER_TABLE = "stream_batches"
-PUBLISHED_TABLES: tuple[str, ...] = (ENGAGEMENT_TABLE, ALERTS_TABLE, LEDGER_TABLE)
+ACTIVE_USERS_TABLE = "active_users_realtime"  # distinct users and sessions per 5-minute window
+# (month, user) → the newest window the user was active in: distinct users across the batch watermark
+USER_ACTIVITY_TABLE = "user_activity_realtime"
+PUBLISHED_TABLES: tuple[str, ...] = (
+    ENGAGEMENT_TABLE, ALERTS_TABLE, LEDGER_TABLE, ACTIVE_USERS_TABLE, USER_ACTIVITY_TABLE,
+)  # fmt: skip
 
 
 def checkpoint_key(query_name: str = QUERY_NAME) -> str:

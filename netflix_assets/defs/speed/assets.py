@@ -142,6 +142,7 @@ def build_speed_stream(settings: Settings) -> AssetsDefinition:
             "rows_out": summary.valid,
             "dead_letters": summary.dead_letters,
             "late": summary.late,
+            "duplicates": summary.duplicates,
             "stopped_by": summary.stopped_by,
             "run_seconds": round(summary.elapsed_s, 1),
             "broker_resets": summary.broker_resets,

@@ -123,6 +123,7 @@ def batch_metadata(metrics: BatchMetrics) -> dict[str, Any]:
         "dead_letters": metrics.dead_letters,
         "dead_letters_by_reason": MetadataValue.json(metrics.dead_by_reason),
         "late": metrics.late,
+        "duplicates": metrics.duplicates,  # on-time re-sends of a counted event_id, not merged again
         "judged_in_python": metrics.non_canonical,  # not in the producer's canonical encoding: slow path
         "input_offsets": MetadataValue.json(metrics.input_offsets),
         "watermark": metrics.watermark or "",
