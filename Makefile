@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast setup lint bench clean
+.PHONY: run test test-fast setup lint bench clean browser
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 not found as '$(PYTHON)'; run: make PYTHON=/path/to/python3.11 ..."; exit 1; }
@@ -19,7 +19,19 @@ setup: $(STAMP)
 run: $(STAMP)
 	$(BIN)/netflix-lambda up
 
-test: $(STAMP)
+# The browser tests drive Debian's Chromium (Playwright cannot download a browser here). Installed with apt
+# when missing; if that fails, `make test` stops here, saying so (deselect them with -m "not browser").
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "Installing Chromium for the browser tests: apt-get install --no-install-recommends chromium"; \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	      chromium </dev/null; } || { echo "Chromium could not be installed (need root and apt). Install \
+	Debian's chromium, or run the tests without the browser ones: .venv/bin/python -m pytest -m 'not browser'"; \
+	    exit 1; }; }
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) still missing after apt-get install chromium"; exit 1; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
 test-fast: $(STAMP)

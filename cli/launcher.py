@@ -27,6 +27,7 @@ from core.contracts.raw import RAW_TABLES, raw_key
 from core.kafka.cluster import KafkaCluster
 from core.processes import stop_on_signals
 from core.settings import PROJECT_ROOT, Settings
+from dashboards.links import DASHBOARDS, dashboard_url
 
 log = logging.getLogger("cli.launcher")
 
@@ -218,6 +219,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "producer",
                 [exe, "produce", "--rate", str(args.rate), "--poison-rate", str(args.poison_rate), "--quiet"],
             )
+        # -- dashboards (issue 13): one more supervised service; Ctrl-C stops it with the others ------------
+        sup.spawn("dashboards", [exe, "dashboards"])
+        for dashboard in DASHBOARDS:
+            log.info("%s dashboard: %s", dashboard.title, dashboard_url(settings, dashboard))
+        # ------------------------------------------------------------------------------------------------
         sup.spawn(
             "dagster dev",
             [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),

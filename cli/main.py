@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "produce": ("cli.produce", "publish watch events to the event topic (synthetic or replay, with faults)"),
     "stream": ("cli.stream", "run the speed layer's streaming query (Kafka → speed/ → realtime tables)"),
     "dbt": ("cli.dbt", "run dbt by hand with this deployment's --vars, target and folders"),
+    "dashboards": ("cli.dashboards", "serve the real-time and historical dashboards on 127.0.0.1"),
 }
 
 

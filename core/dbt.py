@@ -11,6 +11,7 @@ import json
 
 from core.bucket import Bucket
 from core.contracts.silver import SILVER_PREFIX
+from core.contracts.speed import SPEED_PREFIX
 from core.settings import PROJECT_ROOT
 from core.warehouse import Warehouse
 
@@ -19,10 +20,12 @@ UNSET_PROJECT = "unset-project"  # parses and compiles; any real BigQuery call f
 
 
 def dbt_vars(bucket: Bucket, warehouse: Warehouse) -> dict[str, str]:
-    """Where Silver is and where the warehouse is, for ``profiles.yml`` and ``_silver__sources.yml``."""
+    """Where Silver, the speed layer's sinks and the warehouse are, for ``profiles.yml`` and the sources."""
     bigquery = warehouse.bigquery
     return {
         "silver_root": bucket.uri(SILVER_PREFIX),
+        "speed_root": bucket.uri(SPEED_PREFIX),
+        "realtime_root": str(warehouse.layout.realtime_snapshots),
         "duckdb_path": str(warehouse.layout.batch_build),
         "bigquery_project": bigquery.project or UNSET_PROJECT,
         "bigquery_dataset": bigquery.dataset,

@@ -163,6 +163,34 @@ class Settings(BaseSettings):
     # -- dagster ------------------------------------------------------------------------------------
     dagster_port: int = Field(3000, description="Port of the Dagster UI served by `make run`.")
 
+    # -- serving ------------------------------------------------------------------------------------
+    dashboard_port: int = Field(
+        8501,
+        ge=1,
+        le=65535,
+        description="Port of the dashboards (Streamlit) on 127.0.0.1: `/realtime` and `/history`.",
+    )
+    dashboard_refresh_seconds: float = Field(
+        5.0,
+        ge=1.0,
+        le=10.0,
+        description="How often the real-time dashboard re-reads the speed layer (1-10 s).",
+    )
+    reconciliation_warn_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Relative speed-vs-batch difference of a measure above which the reconciliation check "
+        "warns (docs/serving.md).",
+    )
+    reconciliation_error_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="Relative speed-vs-batch difference of a measure above which the reconciliation check "
+        "fails with ERROR.",
+    )
+
     @field_validator("bucket_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:

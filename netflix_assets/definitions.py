@@ -7,6 +7,7 @@ from dagster import Definitions
 from core.settings import Settings, get_settings
 from netflix_assets.defs.dbt import definitions as dbt
 from netflix_assets.defs.raw import definitions as raw
+from netflix_assets.defs.serving import definitions as serving
 from netflix_assets.defs.silver import definitions as silver
 from netflix_assets.defs.speed import definitions as speed
 from netflix_assets.resources import build_resources
@@ -18,6 +19,7 @@ def build_definitions(settings: Settings) -> Definitions:
         silver.definitions(settings),
         dbt.definitions(settings),
         speed.definitions(settings),
+        serving.definitions(),
         Definitions(resources=build_resources(settings)),
     )
 

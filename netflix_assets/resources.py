@@ -69,10 +69,12 @@ class WarehouseResource(ConfigurableResource):
 
 
 class DataQualityResource(ConfigurableResource):
-    """Thresholds of the Silver quarantine-share checks."""
+    """Thresholds of the Silver quarantine-share checks and of the speed-vs-batch reconciliation."""
 
     quarantine_warn_share: float = 0.10
     quarantine_error_share: float = 0.25
+    reconciliation_warn_share: float = 0.01
+    reconciliation_error_share: float = 0.05
 
 
 class KafkaResource(ConfigurableResource):
@@ -189,6 +191,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "data_quality": DataQualityResource(
             quarantine_warn_share=settings.quarantine_warn_share,
             quarantine_error_share=settings.quarantine_error_share,
+            reconciliation_warn_share=settings.reconciliation_warn_share,
+            reconciliation_error_share=settings.reconciliation_error_share,
         ),
         "pyspark": PySparkResource(spark_config=spark_config(settings)),
         "dbt": dbt_resource(settings),

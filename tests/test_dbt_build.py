@@ -53,7 +53,7 @@ def test_build_materializes_every_model_and_passes_every_check(built) -> None:
     failed = [(c.asset_check_key.name, c.severity) for c in checks if not c.passed]
     assert failed == []
     materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert len(materialized) == 21 and "monthly_engagement" in materialized
+    assert len(materialized) == 37 and "monthly_engagement" in materialized
 
 
 def test_build_is_published_and_readable_through_connect_serving(built) -> None:

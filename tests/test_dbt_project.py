@@ -27,6 +27,14 @@ MARTS = {
     "monthly_engagement", "cohort_retention", "content_performance", "content_performance_by_title",
     "genre_performance", "monthly_active_users", "monthly_active_users_by_segment",
 }  # fmt: skip
+# The Lambda merge (docs/serving.md): the speed layer's staging, the master dataset, serving models.
+SERVING = {
+    "stg_stream_batches", "stg_stream_watch_events", "int_batch_watermark", "int_user_usual_quality",
+    "int_watch_candidates", "int_watch_facts_master", "batch_watermark", "stream_events_quarantine",
+    "engagement_5min_batch", "engagement_daily_batch", "active_users_5min_batch", "serving_engagement_5min",
+    "serving_engagement_daily", "serving_active_users_5min", "serving_monthly_active_users",
+    "reconciliation_5min",
+}  # fmt: skip
 STAR = {
     "dim_users",
     "dim_movies",
@@ -93,11 +101,14 @@ def test_sources_are_the_spark_silver_assets(gold_assets: AssetsDefinition) -> N
     for table in RAW_TABLES:
         [spec] = [s for s in gold_assets.specs if s.key == AssetKey(f"stg_{table}")]
         assert {d.asset_key for d in spec.deps} == {AssetKey(["silver", table])}
+    speed = {s.key.path[-1]: {d.asset_key.path[-1] for d in s.deps} for s in gold_assets.specs}
+    assert speed["stg_stream_watch_events"] == {"silver_watch_events", "late_events", "stg_stream_batches"}
+    assert speed["stg_stream_batches"] == {"stream_batches"}
 
 
 def test_models_are_gold_assets_with_owner_kinds_and_pool(gold_assets: AssetsDefinition) -> None:
     keys = {spec.key.to_user_string() for spec in gold_assets.specs}
-    assert MARTS | STAR | {f"stg_{t}" for t in RAW_TABLES} | {"int_watch_sessions_enriched"} == keys
+    assert MARTS | STAR | SERVING | {f"stg_{t}" for t in RAW_TABLES} | {"int_watch_sessions_enriched"} == keys
     for spec in gold_assets.specs:
         assert spec.group_name == "gold"
         assert spec.owners == ["team:analytics"]

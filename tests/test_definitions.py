@@ -50,6 +50,8 @@ def test_lineage_runs_from_raw_files_to_marts_and_realtime_kpis(tmp_path: Path) 
                  "monthly_active_users"):  # fmt: skip
         assert assets[mart]["group"] == "gold"
         assert {"raw/watch_history", "silver/watch_history"} <= _ancestors(assets, mart)
+        # The Lambda merge: the batch layer recomputes what the stream accepted (docs/serving.md).
+        assert {"silver_watch_events", "late_events", "stream_batches"} <= _ancestors(assets, mart)
     realtime = _ancestors(assets, "engagement_health_realtime")
     assert {"netflix_watch_events", "silver/users", "silver/movies", "raw/users", "raw/movies"} <= realtime
     for name in ("bronze_watch_events", "silver_watch_events", "dead_letter_events", "late_events",

@@ -6,6 +6,7 @@ them; none of them spells a path of its own.
 
 from __future__ import annotations
 
+SPEED_PREFIX = "speed"  # the speed layer's folder (the batch layer reads its Silver and late events)
 BRONZE_KEY = "speed/bronze"  # every consumed message as received, with its Kafka coordinates
 SILVER_KEY = "speed/silver"  # valid, on-time events, enriched
 DEAD_LETTER_KEY = "speed/dead_letter"  # messages that failed validation, with reasons

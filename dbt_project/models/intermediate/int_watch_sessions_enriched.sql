@@ -1,15 +1,16 @@
 {#
-  Each session with what every mart derives from it: its calendar year and month, whether it was
-  completed, and the segment attributes the marts group by. The one place sessions are joined to users
-  and movies, from staging (intermediate models read staging only; fct_watch_sessions publishes the
-  session grain from here). Left joins so that a session whose user or movie were missing would still
+  Each session of the master dataset (int_watch_facts_master: landed history plus the speed layer's
+  accepted events before the batch watermark W) with what every mart derives from it: its calendar year
+  and month, whether it was completed, and the segment attributes the marts group by. The one place
+  sessions are joined to users and movies for the marts (fct_watch_sessions publishes the session grain
+  from here). Left joins so that a session whose user or movie were missing would still
   count (under the `unknown_label`) instead of vanishing from the totals; the relationships tests on
   fct_watch_sessions make that case fail loudly anyway.
   Segments use the user's *current* country and plan (the users dimension is type 1).
 #}
 with sessions as (
 
-    select * from {{ ref('stg_watch_history') }}
+    select * from {{ ref('int_watch_facts_master') }}
 
 ),
 
@@ -44,6 +45,9 @@ select
     sessions.user_rating,
     sessions.source_file,
     sessions.source_line,
+    sessions.event_time,
+    sessions.origin,
+    sessions.event_id,
     users.country as user_country,
     {{ segment('users.country') }} as country,
     {{ segment('users.subscription_plan') }} as subscription_plan,

@@ -34,6 +34,8 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_as
 from core.dbt import dbt_vars, vars_args
 from core.settings import WarehouseKind
 from netflix_assets.defs.dbt.project import ASSET_OP_NAME, prune_run_folders
+from netflix_assets.defs.serving.links import DASHBOARD_KEY
+from netflix_assets.defs.serving.watermark import read_watermark, watermark_metadata
 from netflix_assets.resources import BucketResource, WarehouseResource
 
 GOLD_GROUP = "gold"
@@ -45,7 +47,12 @@ MART_FRESHNESS = FreshnessPolicy.cron(deadline_cron=HOURLY_CRON, lower_bound_del
 
 
 class GoldTranslator(DagsterDbtTranslator):
-    """Group ``gold``, analytics ownership, and the hourly freshness deadline on the marts."""
+    """Group ``gold``, analytics ownership, the hourly freshness deadline on the marts, and the URL of the
+    dashboard that shows a model (``links``: model name → URL metadata)."""
+
+    def __init__(self, links: Mapping[str, MetadataValue] | None = None) -> None:
+        super().__init__()
+        self.links = dict(links or {})
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return GOLD_GROUP
@@ -60,6 +67,8 @@ class GoldTranslator(DagsterDbtTranslator):
         props = self.get_resource_props(manifest, unique_id)
         if props.get("resource_type") == "model" and MART_TAG in (props.get("tags") or []):
             spec = spec.replace_attributes(freshness_policy=MART_FRESHNESS)
+        if props.get("resource_type") == "model" and props.get("name") in self.links:
+            spec = spec.merge_attributes(metadata={DASHBOARD_KEY: self.links[props["name"]]})
         return spec
 
 
@@ -91,11 +100,22 @@ def _failed_nodes(invocation: Any) -> list[str]:
     ]
 
 
-def build_gold_assets(project: DbtProject) -> AssetsDefinition:
+def _with_watermark(events: Iterable[Any], watermark: Mapping[str, Any]) -> Iterator[Any]:
+    """Every model's materialization carries the batch watermark W of the build it belongs to."""
+    for event in events:
+        if isinstance(event, Output | AssetMaterialization):
+            yield event.with_metadata({**event.metadata, **watermark})
+        else:
+            yield event
+
+
+def build_gold_assets(
+    project: DbtProject, links: Mapping[str, MetadataValue] | None = None
+) -> AssetsDefinition:
     @dbt_assets(
         manifest=project.manifest_path,
         project=project,
-        dagster_dbt_translator=GoldTranslator(),
+        dagster_dbt_translator=GoldTranslator(links),
         name=ASSET_OP_NAME,
         pool=POOL,
     )
@@ -125,9 +145,15 @@ def build_gold_assets(project: DbtProject) -> AssetsDefinition:
                 + "\n".join(failed or ["(see the dbt log above)"]),
                 metadata={"failed_nodes": MetadataValue.json(failed), "dbt_target": target.kind.value},
             )
+        watermark: dict[str, Any] = {}
         if on_duckdb:
+            row = read_watermark(layout.batch_build)
+            watermark = watermark_metadata(row) if row else {}
             published = layout.publish_batch_build()
-            context.log.info(f"published the new build as {published}")
-        yield from events
+            context.log.info(
+                f"published the new build as {published}"
+                + (f"; batch watermark W = {row['batch_watermark']} UTC" if row else "")
+            )
+        yield from _with_watermark(events, watermark)
 
     return gold_dbt

@@ -9,6 +9,7 @@ from core.warehouse import Warehouse
 from netflix_assets.defs.dbt.assets import build_gold_assets
 from netflix_assets.defs.dbt.project import build_dbt_project, prepare_manifest
 from netflix_assets.defs.dbt.schedules import batch_layer_hourly, batch_layer_job
+from netflix_assets.defs.serving.links import dashboard_links
 from netflix_assets.resources import dbt_resource
 
 
@@ -17,5 +18,7 @@ def definitions(settings: Settings) -> Definitions:
     values = dbt_vars(Bucket.from_settings(settings), Warehouse.from_settings(settings))
     prepare_manifest(project, dbt_resource(settings), values)
     return Definitions(
-        assets=[build_gold_assets(project)], jobs=[batch_layer_job], schedules=[batch_layer_hourly]
+        assets=[build_gold_assets(project, dashboard_links(settings))],
+        jobs=[batch_layer_job],
+        schedules=[batch_layer_hourly],
     )

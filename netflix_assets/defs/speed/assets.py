@@ -28,8 +28,15 @@ from dagster import (
 )
 from dagster_pyspark import PySparkResource
 
-from core.contracts.speed import ALERTS_TABLE, ENGAGEMENT_TABLE
+from core.contracts.speed import (
+    ACTIVE_USERS_TABLE,
+    ALERTS_TABLE,
+    ENGAGEMENT_TABLE,
+    LEDGER_TABLE,
+    USER_ACTIVITY_TABLE,
+)
 from core.settings import Settings
+from netflix_assets.defs.serving.links import dashboard_links, with_dashboard_links
 from netflix_assets.defs.speed.stream_run import run_stream_in_dagster
 from netflix_assets.defs.speed.topic import observe_topic
 from netflix_assets.resources import BucketResource, KafkaResource, WarehouseResource
@@ -94,6 +101,31 @@ SPECS = [
         description="Segments and users whose churn flags crossed a threshold in a window "
         "(realtime/churn_risk_alerts.parquet).",
     ),
+    AssetSpec(
+        ACTIVE_USERS_TABLE,
+        group_name=GROUP,
+        deps=[AssetKey(SILVER)],
+        kinds={"duckdb", "parquet"},
+        description="Distinct users and sessions per 5-minute window across every segment "
+        "(realtime/active_users_realtime.parquet): the real-time dashboard's active users.",
+    ),
+    AssetSpec(
+        USER_ACTIVITY_TABLE,
+        group_name=GROUP,
+        deps=[AssetKey(SILVER)],
+        kinds={"duckdb", "parquet"},
+        description="Per month and user, the newest window the stream counted the user in "
+        "(realtime/user_activity_realtime.parquet): monthly active users across the batch watermark W.",
+    ),
+    AssetSpec(
+        LEDGER_TABLE,
+        group_name=GROUP,
+        deps=[AssetKey(BRONZE)],
+        kinds={"duckdb", "parquet"},
+        description="The ledger of committed micro-batches with their counts (rows in, valid, dead letters, "
+        "late, duplicates) and watermarks (realtime/stream_batches.parquet); the batch layer reads only "
+        "events of batches listed here.",
+    ),
 ]
 
 
@@ -117,7 +149,9 @@ def netflix_watch_events(kafka: KafkaResource, bucket: BucketResource) -> Observ
 def build_speed_stream(settings: Settings) -> AssetsDefinition:
     """The stream multi-asset; its options default to the deployment's settings."""
 
-    @multi_asset(name="speed_stream", specs=SPECS, can_subset=False)
+    @multi_asset(
+        name="speed_stream", specs=with_dashboard_links(SPECS, dashboard_links(settings)), can_subset=False
+    )
     def speed_stream(
         context: AssetExecutionContext,
         config: StreamConfig,

@@ -22,7 +22,7 @@ from dagster import (
 from dagster_pyspark import PySparkResource
 
 from core.bucket import Bucket
-from core.contracts.speed import SINK_KEYS
+from core.contracts.speed import PUBLISHED_TABLES, SINK_KEYS
 from core.kafka.cluster import KafkaCluster
 from core.settings import Settings
 from core.spark import use_python
@@ -109,7 +109,7 @@ def _relay(
 def _paths(bucket: Bucket, layout: WarehouseLayout) -> dict[str, MetadataValue]:
     """Where each of the stream's assets lives, as UI links."""
     paths = {name: MetadataValue.path(bucket.uri(key)) for name, key in SINK_KEYS.items()}
-    for table in ("engagement_health_realtime", "churn_risk_alerts"):
+    for table in PUBLISHED_TABLES:
         paths[table] = MetadataValue.path(str(layout.realtime_snapshot(table)))
     return paths
 

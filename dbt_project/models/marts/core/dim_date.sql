@@ -7,7 +7,7 @@
 #}
 with event_dates as (
 
-    select watch_date as event_date from {{ ref('stg_watch_history') }}
+    select watch_date as event_date from {{ ref('int_watch_facts_master') }}
     union all
     select review_date from {{ ref('stg_reviews') }}
     union all

@@ -27,6 +27,9 @@ select
     is_download,
     user_rating,
     source_file,
-    source_line
+    source_line,
+    event_time,
+    origin,
+    event_id
 
 from sessions

@@ -1,0 +1,28 @@
+{#
+  Batch truth at the speed layer's grain: the master dataset's sessions per 5-minute window and segment,
+  for every window that ends at or before the batch watermark W (the speed layer serves the rest).
+  Landed history rows carry only a date, so they fall in their day's first window.
+#}
+with watermark as (
+
+    select batch_watermark from {{ ref('int_batch_watermark') }}
+
+),
+
+sessions as (
+
+    select facts.*
+    from {{ ref('int_watch_facts_master') }} as facts
+    cross join watermark
+    where {{ dbt.dateadd('minute', var('window_minutes'), 'facts.window_start') }} <= watermark.batch_watermark
+
+)
+
+select
+    window_start,
+    {{ dbt.dateadd('minute', var('window_minutes'), 'window_start') }} as window_end,
+    {{ speed_segment() }},
+    {{ engagement_counts() }}
+
+from sessions
+group by window_start, {{ speed_segment(group_by=true) }}
