@@ -220,13 +220,15 @@ def churn_alerts(r: Reader, limit: int = 50) -> pd.DataFrame:
 
 
 def stream_health(r: Reader) -> dict[str, Any]:
-    """Ledger totals: batches, events in, dead letters, late, duplicates, and the newest commit time."""
+    """Ledger totals: batches, events in, dead letters, late, duplicates, the newest commit time and the
+    newest event time the stream has counted."""
     r.require_realtime(LEDGER_TABLE)
     row = r.frame(
         f"""
         SELECT count(*) AS batches, coalesce(sum(rows_in), 0) AS rows_in, coalesce(sum(valid), 0) AS valid,
                coalesce(sum(dead_letters), 0) AS dead_letters, coalesce(sum(late), 0) AS late,
-               coalesce(sum(duplicates), 0) AS duplicates, max(committed_at) AS last_commit
+               coalesce(sum(duplicates), 0) AS duplicates, max(committed_at) AS last_commit,
+               max(max_event_time) AS newest_event
         FROM realtime.{LEDGER_TABLE}
         """
     )

@@ -17,6 +17,11 @@ def when(value: Any) -> str:
     return "none" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M")
 
 
+def instant(value: Any) -> str:
+    """A naive-UTC timestamp to the second, ``YYYY-MM-DD HH:MM:SS``; missing is ``none``."""
+    return "none" if value is None or pd.isna(value) else pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def age(seconds: float | None) -> str:
     """How long ago, in the largest sensible unit: ``12 s ago``, ``4 min ago``, ``3.5 h ago``."""
     if seconds is None:

@@ -14,7 +14,7 @@ import streamlit as st
 from core.settings import get_settings
 from core.warehouse import WarehouseLayout
 from dashboards import data
-from dashboards.formatting import age, count, when
+from dashboards.formatting import age, count, instant, when
 from dashboards.links import REALTIME
 
 SERVED_COLORS = alt.Scale(domain=["batch", "speed"], range=["#4c78a8", "#f58518"])
@@ -62,11 +62,12 @@ def show(snapshot: data.Realtime) -> None:
 def _headline(snapshot: data.Realtime) -> None:
     windows, stream = snapshot.windows, snapshot.stream
     newest = windows.iloc[-1] if len(windows) else None
-    top = st.columns(4)
+    top = st.columns(5)
     top[0].metric("Freshness (newest micro-batch)", age(snapshot.freshness_s))
-    top[1].metric("Newest window (UTC)", when(None if newest is None else newest["window_start"]))
-    top[2].metric("Active users (newest window)", count(None if newest is None else newest["active_users"]))
-    top[3].metric("Sessions (newest window)", count(None if newest is None else newest["total_sessions"]))
+    top[1].metric("Newest event (UTC)", instant(stream["newest_event"]))
+    top[2].metric("Newest window (UTC)", when(None if newest is None else newest["window_start"]))
+    top[3].metric("Active users (newest window)", count(None if newest is None else newest["active_users"]))
+    top[4].metric("Sessions (newest window)", count(None if newest is None else newest["total_sessions"]))
     bottom = st.columns(4)
     bottom[0].metric(f"Sessions (last {data.RECENT_HOURS} h)", count(windows["total_sessions"].sum()))
     bottom[1].metric("Dead letters", count(stream["dead_letters"]))

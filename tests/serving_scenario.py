@@ -199,4 +199,4 @@ def truth(reference: duckdb.DuckDBPyConnection, sent: Sent) -> duckdb.DuckDBPyCo
 
 
 def watermark_of(con: duckdb.DuckDBPyConnection) -> datetime:
-    return con.execute("SELECT w FROM x_w").fetchone()[0]
+    return con.execute("SELECT w FROM x_w").fetchall()[0][0]

@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 from core.settings import Settings, get_settings
 from core.warehouse import WarehouseLayout
 from dashboards import data
-from dashboards.formatting import age, count, when
+from dashboards.formatting import age, count, instant, when
 from dashboards.links import DASHBOARDS, HISTORY, REALTIME, dashboard_url
 from dashboards.server import APP, streamlit_command
 from streaming.realtime_store import RealtimeStore
@@ -135,6 +135,7 @@ def test_links_and_server_command_bind_loopback_only() -> None:
 def test_formatting_is_what_the_browser_tests_read_back() -> None:
     assert count(1234) == "1,234" and count(None) == "0"
     assert when(datetime(2026, 11, 30, 10, 5, 59)) == "2026-11-30 10:05" and when(None) == "none"
+    assert instant(datetime(2026, 11, 30, 10, 5, 59, 900_000)) == "2026-11-30 10:05:59"
     assert age(None) == "no batch yet" and age(12.4) == "12 s ago" and age(600) == "10 min ago"
     assert age(3 * 3600) == "3.0 h ago"
 

@@ -126,7 +126,7 @@ def browser() -> Iterator[Any]:
 def warehouse(settings: Settings, sql: str) -> Any:
     con = connect_serving(settings)
     try:
-        return con.execute(sql).fetchone()
+        return con.execute(sql).fetchall()[0]
     finally:
         con.close()
 
@@ -201,7 +201,7 @@ def test_the_landing_page_links_both_dashboards(site: Site, browser: Any) -> Non
 
 def ledger_batches(settings: Settings) -> int:
     snapshot = WarehouseLayout.from_settings(settings).realtime_snapshot("stream_batches")
-    return duckdb.execute(f"SELECT count(*) FROM read_parquet('{snapshot}')").fetchone()[0]
+    return duckdb.execute(f"SELECT count(*) FROM read_parquet('{snapshot}')").fetchall()[0][0]
 
 
 def test_a_new_event_is_on_the_realtime_page_within_30_seconds(site: Site, browser: Any) -> None:

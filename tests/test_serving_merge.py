@@ -1,4 +1,4 @@
-"""The Lambda merge end to end: batch truth up to W, the speed layer after it, reconciled (issue 13, items 1-4).
+"""The Lambda merge end to end: batch truth up to W, the speed layer after, reconciled (issue 13, items 1-4).
 
 Real broker, real Spark stream (in this process), real dbt through Dagster (the gold assets and the
 reconciliation check, as the hourly job runs them). Two phases on one topic, with event times chosen by the
@@ -151,7 +151,7 @@ def assert_served_equals_truth(phase: Phase) -> datetime:
     batch_end, speed_start = con.execute(
         "SELECT max(window_start) FILTER (WHERE served_from = 'batch'), "
         "min(window_start) FILTER (WHERE served_from = 'speed') FROM actual"
-    ).fetchone()
+    ).fetchall()[0]
     assert batch_end + timedelta(minutes=5) <= w <= speed_start
     con.unregister("actual")
     return w
@@ -171,12 +171,14 @@ def assert_monthly_active_users_exact(phase: Phase) -> None:
     expected, batch_side, speed_side = con.execute(
         """
         WITH month AS (SELECT date_trunc('month', w)::DATE AS m FROM x_w),
-             b AS (SELECT DISTINCT user_id FROM x_master, month WHERE date_trunc('month', event_time)::DATE = m),
-             s AS (SELECT DISTINCT user_id FROM x_speed, month WHERE date_trunc('month', event_time)::DATE = m)
+             b AS (SELECT DISTINCT user_id FROM x_master, month
+                   WHERE date_trunc('month', event_time)::DATE = m),
+             s AS (SELECT DISTINCT user_id FROM x_speed, month
+                   WHERE date_trunc('month', event_time)::DATE = m)
         SELECT (SELECT count(*) FROM (SELECT * FROM b UNION SELECT * FROM s)), (SELECT count(*) FROM b),
                (SELECT count(*) FROM s)
         """
-    ).fetchone()
+    ).fetchall()[0]
     [(actual, batch_users, speed_only)] = published(
         phase,
         "SELECT sum(monthly_active_users), sum(batch_users), sum(speed_only_users) "
@@ -221,7 +223,8 @@ def test_faults_still_serve_the_truth_and_each_session_once(faulted: Phase) -> N
     rows = dict(
         published(
             faulted,
-            "SELECT session_id, origin FROM batch.main.fct_watch_sessions WHERE session_id IN ('twice', 'orphan_u', 'orphan_m')",
+            "SELECT session_id, origin FROM batch.main.fct_watch_sessions "
+            "WHERE session_id IN ('twice', 'orphan_u', 'orphan_m')",
         )
     )
     assert rows == {"twice": "stream"}
@@ -229,9 +232,9 @@ def test_faults_still_serve_the_truth_and_each_session_once(faulted: Phase) -> N
         faulted, "SELECT action FROM batch.main.fct_watch_sessions WHERE session_id = 'twice'"
     )
     assert action == "completed"  # the newer event of the session won
-    csv_session = faulted.reference.execute("SELECT session_id FROM silver_watch_history LIMIT 1").fetchone()[
+    csv_session = faulted.reference.execute("SELECT session_id FROM silver_watch_history LIMIT 1").fetchall()[
         0
-    ]
+    ][0]
     assert published(
         faulted, f"SELECT origin FROM batch.main.fct_watch_sessions WHERE session_id = '{csv_session}'"
     ) == [("history",)]

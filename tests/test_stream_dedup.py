@@ -85,7 +85,7 @@ def test_duplicates_are_dropped_counted_and_accounted(
     balance = "rows_in <> valid + dead_letters + late + duplicates"
     assert con.execute(f"SELECT * FROM {ledger} WHERE {balance}").fetchall() == []
     sums = "count(*), sum(rows_in), sum(valid), sum(dead_letters), sum(late), sum(duplicates)"
-    totals = con.execute(f"SELECT {sums} FROM {ledger}").fetchone()
+    totals = con.execute(f"SELECT {sums} FROM {ledger}").fetchall()[0]
     expected = (len(messages), len(expected_ids), poison, faults[LATE], faults[DUPLICATE])
     assert totals == (first.batches + second.batches, *expected)
 
@@ -93,11 +93,11 @@ def test_duplicates_are_dropped_counted_and_accounted(
     silver_ids = [row[0] for row in con.execute(f"SELECT event_id FROM {silver}").fetchall()]
     assert len(silver_ids) == len(set(silver_ids)) and set(silver_ids) == expected_ids
     engagement = layout.realtime_snapshot("engagement_health_realtime")
-    sessions = con.execute(f"SELECT sum(total_sessions) FROM read_parquet('{engagement}')").fetchone()[0]
+    sessions = con.execute(f"SELECT sum(total_sessions) FROM read_parquet('{engagement}')").fetchall()[0][0]
     windows = con.execute(
         f"SELECT sum(total_sessions) FROM read_parquet('{layout.realtime_snapshot('active_users_realtime')}')"
-    ).fetchone()[0]
+    ).fetchall()[0][0]
     assert sessions == windows == len(expected_ids)
     bronze = f"read_parquet('{bucket.local_path('speed/bronze')}/**/*.parquet')"
     # Bronze keeps every copy as received.
-    assert con.execute(f"SELECT count(*) FROM {bronze}").fetchone()[0] == len(messages)
+    assert con.execute(f"SELECT count(*) FROM {bronze}").fetchall()[0][0] == len(messages)

@@ -79,7 +79,7 @@ def reconcile(con: duckdb.DuckDBPyConnection) -> Reconciliation:
     cursor = con.execute(
         f"SELECT count(*), coalesce(sum(late_events), 0), {sums} FROM batch.main.reconciliation_5min"
     )
-    windows, late_events, *values = cursor.fetchone()
+    windows, late_events, *values = cursor.fetchall()[0]
     per = 2 + len(CAUSES)
     measures = [
         Measure(name, float(v[0]), float(v[1]), {c: float(x) for c, x in zip(CAUSES, v[2:], strict=True)})
@@ -87,7 +87,7 @@ def reconcile(con: duckdb.DuckDBPyConnection) -> Reconciliation:
     ]
     cursor = con.execute("SELECT * FROM batch.main.batch_watermark")
     names = [column[0] for column in cursor.description]
-    watermark = dict(zip(names, cursor.fetchone(), strict=True))
+    watermark = dict(zip(names, cursor.fetchall()[0], strict=True))
     return Reconciliation(int(windows), int(late_events), measures, watermark)
 
 
