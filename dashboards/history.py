@@ -43,7 +43,7 @@ def show(snapshot: data.History) -> None:
 def _headline(snapshot: data.History) -> None:
     mark, users, month = snapshot.watermark, snapshot.monthly_users, snapshot.current_month
     current = users[users["month_start"] == month] if month is not None else users.iloc[0:0]
-    columns = st.columns(4)
+    columns = st.columns([1.4, 1, 1.2, 1])
     columns[0].metric("Batch watermark W (UTC)", when(mark["batch_watermark"]) if mark else "none")
     columns[1].metric("Current month", month.strftime("%Y-%m") if month is not None else "none")
     columns[2].metric("Monthly active users (current month)", count(current["monthly_active_users"].sum()))

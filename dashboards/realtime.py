@@ -61,18 +61,19 @@ def show(snapshot: data.Realtime) -> None:
 
 def _headline(snapshot: data.Realtime) -> None:
     windows, stream = snapshot.windows, snapshot.stream
-    newest = windows.iloc[-1] if len(windows) else None
-    top = st.columns(5)
-    top[0].metric("Freshness (newest micro-batch)", age(snapshot.freshness_s))
-    top[1].metric("Newest event (UTC)", instant(stream["newest_event"]))
-    top[2].metric("Newest window (UTC)", when(None if newest is None else newest["window_start"]))
-    top[3].metric("Active users (newest window)", count(None if newest is None else newest["active_users"]))
-    top[4].metric("Sessions (newest window)", count(None if newest is None else newest["total_sessions"]))
-    bottom = st.columns(4)
-    bottom[0].metric(f"Sessions (last {data.RECENT_HOURS} h)", count(windows["total_sessions"].sum()))
-    bottom[1].metric("Dead letters", count(stream["dead_letters"]))
-    bottom[2].metric("Late events", count(stream["late"]))
-    bottom[3].metric("Duplicates dropped", count(stream["duplicates"]))
+    newest = windows.iloc[-1].to_dict() if len(windows) else {}
+    freshness = st.columns(3)
+    freshness[0].metric("Freshness (newest micro-batch)", age(snapshot.freshness_s))
+    freshness[1].metric("Newest event (UTC)", instant(stream["newest_event"]))
+    freshness[2].metric("Newest window (UTC)", when(newest.get("window_start")))
+    activity = st.columns(3)
+    activity[0].metric("Active users (newest window)", count(newest.get("active_users")))
+    activity[1].metric("Sessions (newest window)", count(newest.get("total_sessions")))
+    activity[2].metric(f"Sessions (last {data.RECENT_HOURS} h)", count(windows["total_sessions"].sum()))
+    health = st.columns(3)
+    health[0].metric("Dead letters", count(stream["dead_letters"]))
+    health[1].metric("Late events", count(stream["late"]))
+    health[2].metric("Duplicates dropped", count(stream["duplicates"]))
     mark = snapshot.watermark
     st.caption(
         f"Batch watermark W = {when(mark['batch_watermark'])} UTC" if mark else "No batch build published yet"
@@ -93,7 +94,7 @@ def _activity(windows: pd.DataFrame) -> None:
         alt.Chart(long)
         .mark_line(point=True)
         .encode(
-            x=alt.X("window_start:T", title="window start (UTC)"),
+            x=alt.X("window_start:T", title="window start (UTC)", axis=alt.Axis(format="%H:%M")),
             y=alt.Y("value:Q", title=None),
             color=alt.Color("served_from:N", scale=SERVED_COLORS, title="served from"),
             strokeDash=alt.StrokeDash("measure:N", title="measure"),
@@ -112,7 +113,7 @@ def _rates(rates: pd.DataFrame) -> None:
         alt.Chart(rates)
         .mark_line(point=True)
         .encode(
-            x=alt.X("window_start:T", title="window start (UTC)"),
+            x=alt.X("window_start:T", title="window start (UTC)", axis=alt.Axis(format="%H:%M")),
             y=alt.Y("value:Q", title="share of sessions", axis=alt.Axis(format="%")),
             color=alt.Color("rate:N", title="rate"),
             tooltip=["window_start:T", "rate:N", alt.Tooltip("value:Q", format=".1%")],

@@ -124,5 +124,6 @@ def screenshot_all(page: Any, path: Path) -> None:
     """The whole page: Streamlit scrolls inside stMain, so grow the viewport to its height first."""
     height = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
     page.set_viewport_size({"width": page.viewport_size["width"], "height": max(height, 600)})
+    wait_rendered(page)  # a refresh may be drawing: shoot a finished page
     path.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(path))

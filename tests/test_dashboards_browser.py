@@ -87,7 +87,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             stream_max_events_per_trigger=1_000, dashboard_refresh_seconds=1.0,
         )  # fmt: skip
         bucket = Bucket.from_settings(settings)
-        generate(bucket, scale=0.02, seed=7)
+        generate(bucket, scale=0.1, seed=7)
         reference = compute_reference(bucket.local_path("raw"))
         write_silver_parquet(reference, bucket.local_path("silver"))
         reference.close()

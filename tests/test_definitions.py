@@ -57,3 +57,23 @@ def test_lineage_runs_from_raw_files_to_marts_and_realtime_kpis(tmp_path: Path) 
     for name in ("bronze_watch_events", "silver_watch_events", "dead_letter_events", "late_events",
                  "engagement_health_realtime", "churn_risk_alerts"):  # fmt: skip
         assert assets[name]["group"] == "speed"
+
+
+def test_each_dashboard_url_is_metadata_on_the_assets_it_shows(tmp_path: Path) -> None:
+    from dagster import AssetKey
+
+    from dashboards.links import HISTORY, REALTIME, dashboard_url
+    from netflix_assets.definitions import build_definitions
+
+    settings = Settings(_env_file=None, data_dir=tmp_path, dashboard_port=8599)
+    graph = build_definitions(settings).resolve_asset_graph()
+
+    def url(name: str) -> str | None:
+        value = graph.get(AssetKey(name)).metadata.get("dashboard")
+        return getattr(value, "url", None)
+
+    for name in ("engagement_health_realtime", "churn_risk_alerts", "serving_engagement_5min"):
+        assert url(name) == dashboard_url(settings, REALTIME) == "http://127.0.0.1:8599/realtime"
+    for name in ("serving_monthly_active_users", "cohort_retention", "genre_performance", "batch_watermark"):
+        assert url(name) == dashboard_url(settings, HISTORY)
+    assert url("fct_watch_sessions") is None and url("bronze_watch_events") is None
