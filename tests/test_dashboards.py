@@ -111,7 +111,8 @@ def test_readers_never_hold_the_files_writers_need(data_dir: Path) -> None:
             store.publish()
             build = layout.prepare_batch_build()
             with duckdb.connect(str(build)) as con:
-                con.execute(f"CREATE TABLE batch_watermark AS SELECT TIMESTAMP '{T0}' AS batch_watermark")
+                w = f"SELECT TIMESTAMP '{T0}' AS batch_watermark"
+                con.execute(f"CREATE OR REPLACE TABLE batch_watermark AS {w}")
             layout.publish_batch_build()
         time.sleep(0.5)
     finally:

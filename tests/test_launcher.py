@@ -76,9 +76,10 @@ def _wait_for_realtime_sessions(data_dir: Path, proc: subprocess.Popen, log: Pat
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_launcher_serves_ui_and_stops_all_children(tmp_path: Path, stop_signal: signal.Signals) -> None:
-    port = free_port()
+    port, dashboards = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("NETFLIX_")}
     env.update(NETFLIX_DATA_DIR=str(tmp_path / "data"), NETFLIX_DAGSTER_PORT=str(port))
+    env.update(NETFLIX_DASHBOARD_PORT=str(dashboards))  # the dashboards server (issue 13)
     exe = str(Path(sys.executable).parent / "netflix-lambda")
     log_path = tmp_path / "launcher.log"
     log = log_path.open("wb")
@@ -91,8 +92,9 @@ def test_launcher_serves_ui_and_stops_all_children(tmp_path: Path, stop_signal: 
         _wait_for_ui(port, proc, log_path)
         descendants = psutil.Process(proc.pid).children(recursive=True)
         commands = [" ".join(p.cmdline()) for p in descendants]
-        for expected in ("dagster", "tansu", "produce"):
+        for expected in ("dagster", "tansu", "produce", "streamlit"):
             assert any(expected in command for command in commands), f"no {expected} process in {commands}"
+        assert f"http://127.0.0.1:{dashboards}/realtime" in log_path.read_text()  # printed for the user
         assert (tmp_path / "data" / "bucket" / "raw" / "users.csv").exists()
         if stop_signal == signal.SIGTERM:  # once is enough: the stream's start-up costs ~a minute of CPU
             _wait_for_realtime_sessions(tmp_path / "data", proc, log_path, timeout=REALTIME_WITHIN_S)
@@ -103,6 +105,8 @@ def test_launcher_serves_ui_and_stops_all_children(tmp_path: Path, stop_signal: 
         assert alive == [], f"still running after stop: {[p.cmdline() for p in alive]}"
         with pytest.raises(OSError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{dashboards}/_stcore/health", timeout=2)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

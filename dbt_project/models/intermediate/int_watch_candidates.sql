@@ -75,7 +75,7 @@ stream as (
         events.event_time,
         cast(events.event_time as date) as watch_date,
         events.device_type,
-        {{ to_money('events.watch_duration_minutes') }} as watch_duration_minutes,
+        events.watch_duration_minutes,
         events.progress_percentage,
         events.action,
         events.quality,

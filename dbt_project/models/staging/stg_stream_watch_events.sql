@@ -30,7 +30,7 @@ select
     user_id,
     movie_id,
     device_type,
-    watch_duration_minutes,
+    {{ to_money('watch_duration_minutes') }} as watch_duration_minutes,
     progress_percentage,
     action,
     quality,

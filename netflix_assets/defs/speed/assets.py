@@ -47,6 +47,16 @@ TOPIC_KEY = AssetKey("netflix_watch_events")
 BRONZE, SILVER, DEAD, LATE = "bronze_watch_events", "silver_watch_events", "dead_letter_events", "late_events"
 ENGAGEMENT, ALERTS = ENGAGEMENT_TABLE, ALERTS_TABLE
 
+# Tables the stream publishes for the serving layer beside its KPIs: (name, upstream asset, description).
+_SERVING_TABLES: tuple[tuple[str, str, str], ...] = (
+    (ACTIVE_USERS_TABLE, SILVER, "Distinct users and sessions per 5-minute window across every segment "
+     "(realtime/active_users_realtime.parquet): the real-time dashboard's active users."),
+    (USER_ACTIVITY_TABLE, SILVER, "Per month and user, the newest window the stream counted the user in "
+     "(realtime/user_activity_realtime.parquet): monthly active users across the batch watermark W."),
+    (LEDGER_TABLE, BRONZE, "The ledger of committed micro-batches with their counts (rows in, valid, dead "
+     "letters, late, duplicates) and watermarks (realtime/stream_batches.parquet); the batch layer reads "
+     "only events of batches listed here."),
+)  # fmt: skip
 _USERS = AssetKey(["silver", "users"])
 _MOVIES = AssetKey(["silver", "movies"])
 _WATCH = AssetKey(["silver", "watch_history"])
@@ -101,31 +111,10 @@ SPECS = [
         description="Segments and users whose churn flags crossed a threshold in a window "
         "(realtime/churn_risk_alerts.parquet).",
     ),
-    AssetSpec(
-        ACTIVE_USERS_TABLE,
-        group_name=GROUP,
-        deps=[AssetKey(SILVER)],
-        kinds={"duckdb", "parquet"},
-        description="Distinct users and sessions per 5-minute window across every segment "
-        "(realtime/active_users_realtime.parquet): the real-time dashboard's active users.",
-    ),
-    AssetSpec(
-        USER_ACTIVITY_TABLE,
-        group_name=GROUP,
-        deps=[AssetKey(SILVER)],
-        kinds={"duckdb", "parquet"},
-        description="Per month and user, the newest window the stream counted the user in "
-        "(realtime/user_activity_realtime.parquet): monthly active users across the batch watermark W.",
-    ),
-    AssetSpec(
-        LEDGER_TABLE,
-        group_name=GROUP,
-        deps=[AssetKey(BRONZE)],
-        kinds={"duckdb", "parquet"},
-        description="The ledger of committed micro-batches with their counts (rows in, valid, dead letters, "
-        "late, duplicates) and watermarks (realtime/stream_batches.parquet); the batch layer reads only "
-        "events of batches listed here.",
-    ),
+    *[
+        AssetSpec(name, group_name=GROUP, deps=[AssetKey(dep)], kinds={"duckdb", "parquet"}, description=text)
+        for name, dep, text in _SERVING_TABLES
+    ],
 ]
 
 
