@@ -258,12 +258,11 @@ class MicroBatchProcessor:
             return pa.repeat(pa.scalar(False), rows.num_rows)
         position = pc.add(pc.multiply(pc.cast(rows.column("partition"), pa.int64()), 1 << 40),
                           pc.cast(rows.column("offset"), pa.int64()))  # fmt: skip
-        candidates = pa.table({"event_id": rows.column("event_id"), "position": position}).filter(on_time)
-        first = candidates.group_by("event_id").aggregate([("position", "min")])
-        seen = self.store.already_seen(first)
-        first_copy = pc.is_in(position, first.column("position_min"))
-        counted = pc.and_kleene(first_copy, pc.invert(pc.is_in(rows.column("event_id"), seen)))
-        return pc.and_kleene(on_time, pc.invert(counted)).fill_null(False)
+        row = pa.array(np.arange(rows.num_rows, dtype=np.int64))
+        candidates = pa.table({"event_id": rows.column("event_id"), "position": position, "row": row})
+        counted = np.zeros(rows.num_rows, dtype=bool)
+        counted[self.store.first_unseen(candidates.filter(on_time))] = True
+        return pc.and_(on_time, pc.invert(pa.array(counted)))
 
     def _write_and_commit(self, split: _Split, batch_id: int, metrics: BatchMetrics, started: float) -> None:
         """Write the four sinks and merge the sessions into the warehouse in one transaction.

@@ -12,10 +12,11 @@ only kept for windows still open (their end is after the watermark: later events
 go to the late sink), so it stays bounded by about 15 minutes of events. The published tables keep
 ``retention_hours`` of windows.
 
-De-duplication state: ``seen_events`` holds the ``event_id`` of every counted event not yet behind the
-watermark, written in the batch's transaction; a later copy of one of them is a duplicate (counted in
-``stream_batches.duplicates``, never merged), and a copy of an older one is late anyway, so the state
-needs nothing older (``streaming.micro_batch``).
+De-duplication state: ``seen_event_keys`` holds a key of every counted event not yet behind the
+watermark (the 128-bit MD5 of its ``event_id``: fixed width, so remembering half a million events costs
+a fraction of what their strings would), written in the batch's transaction; a later copy of one of them
+is a duplicate (counted in ``stream_batches.duplicates``, never merged), and a copy of an older one is late
+anyway, so the state needs nothing older (``streaming.micro_batch``).
 
 Two published tables serve the merge with the batch layer (``docs/serving.md``): ``active_users_realtime``
 (distinct users and sessions per window across every segment: a user counts once per window) and
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from core.contracts.speed import PUBLISHED_TABLES
@@ -58,6 +60,7 @@ USER_ALERT_MIN_RISKY_SESSIONS = 2
 _KEYS_DDL = ", ".join(f"{k} {'BOOLEAN' if k == 'is_netflix_original' else 'VARCHAR'}" for k in SEGMENT_KEYS)
 _KEYS = ", ".join(SEGMENT_KEYS)
 _WINDOW = f"INTERVAL {WINDOW_MINUTES} MINUTE"
+EVENT_KEY = "md5_number(event_id)"  # 128 bits: no two ids collide in practice, and it is fixed width
 
 SCHEMA_SQL = f"""
 CREATE TABLE IF NOT EXISTS stream_batches (
@@ -66,7 +69,7 @@ CREATE TABLE IF NOT EXISTS stream_batches (
     windows_updated BIGINT, processing_s DOUBLE
 );
 ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS duplicates BIGINT DEFAULT 0;
-CREATE TABLE IF NOT EXISTS seen_events (event_id VARCHAR, event_time TIMESTAMP);
+CREATE TABLE IF NOT EXISTS seen_event_keys (event_key UHUGEINT, event_time TIMESTAMP);
 CREATE TABLE IF NOT EXISTS segment_window_state (
     window_start TIMESTAMP, segment_id BIGINT, {_KEYS_DDL},
     sessions BIGINT, watch_minutes DOUBLE, completion_sum DOUBLE, completion_n BIGINT,
@@ -202,20 +205,22 @@ class RealtimeStore:
         keys = ("batches", "rows_in", "valid", "dead_letters", "late", "duplicates", "last_batch_id")
         return dict(zip(keys, row, strict=True))
 
-    def already_seen(self, candidates: pa.Table) -> pa.Array:
-        """The ``event_id`` values of ``candidates`` an earlier committed batch already counted.
-
-        ``seen_events`` holds the id of every counted event whose time is not yet behind the watermark;
-        an older copy of such an event is late anyway, so the state needs nothing older.
-        """
-        self.con.register("candidate_ids", candidates.select(["event_id"]))
+    def first_unseen(self, candidates: pa.Table) -> np.ndarray:
+        """Of ``candidates`` (``event_id``, ``position`` in Kafka order, ``row``), the rows to count: per
+        ``event_id`` the first copy, unless a committed batch already counted that id (then none)."""
+        self.con.register("candidate_ids", candidates)
         try:
-            seen = self.con.sql(
-                "SELECT c.event_id FROM candidate_ids c SEMI JOIN seen_events s USING (event_id)"
-            ).to_arrow_table()
+            rows = self.con.sql(
+                f"""
+                WITH first AS (
+                    SELECT {EVENT_KEY} AS event_key, arg_min("row", position) AS "row"
+                    FROM candidate_ids GROUP BY event_key)
+                SELECT "row" FROM first ANTI JOIN seen_event_keys USING (event_key)
+                """
+            ).fetchnumpy()["row"]
         finally:
             self.con.unregister("candidate_ids")
-        return seen.column("event_id").combine_chunks()
+        return np.asarray(rows, dtype=np.int64)
 
     # -- the micro-batch transaction ----------------------------------------------------------------
     def commit_batch(
@@ -247,7 +252,7 @@ class RealtimeStore:
                 windows = self._merge(record.batch_id)
             if counted is not None and counted.num_rows:
                 con.register("counted_events", counted.select(["event_id", "event_time"]))
-                con.execute("INSERT INTO seen_events SELECT event_id, event_time FROM counted_events")
+                con.execute(f"INSERT INTO seen_event_keys SELECT {EVENT_KEY}, event_time FROM counted_events")
                 con.unregister("counted_events")
             self._prune(record)
             con.execute(
@@ -414,7 +419,7 @@ class RealtimeStore:
         if record.watermark is not None:
             for table in ("segment_window_state", "segment_window_users", "user_window_state"):
                 con.execute(f"DELETE FROM {table} WHERE window_start + {_WINDOW} <= ?", [record.watermark])
-            con.execute("DELETE FROM seen_events WHERE event_time < ?", [record.watermark])
+            con.execute("DELETE FROM seen_event_keys WHERE event_time < ?", [record.watermark])
         if record.max_event_time is not None:
             horizon = f"?::TIMESTAMP - INTERVAL {float(self.retention_hours) * 3600:.0f} SECOND"
             for table in ("engagement_health_realtime", "churn_risk_alerts", "active_users_realtime"):
