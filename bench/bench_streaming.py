@@ -120,10 +120,12 @@ def read_back(conf: dict[str, str], topic: str) -> pa.Table:
                 cols["value"].append(m.value())
                 cols["timestamp"].append(m.timestamp()[1] * 1000)
     consumer.close()
-    from streaming.kafka_source import arrow_schema
+    from streaming.kafka_source import LEGACY_COLUMN, arrow_schema, legacy_events
 
     schema = arrow_schema()
-    return pa.table([pa.array(cols[f.name], f.type) for f in schema], schema=schema)
+    arrays = {f.name: pa.array(cols[f.name], f.type) for f in schema if f.name != LEGACY_COLUMN}
+    arrays[LEGACY_COLUMN] = legacy_events(arrays["value"])  # as the source maps legacy v0 events
+    return pa.table([arrays[f.name] for f in schema], schema=schema)
 
 
 def tree_cpu_seconds() -> float:

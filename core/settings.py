@@ -132,6 +132,13 @@ class Settings(BaseSettings):
         "logs the loss at ERROR and restarts from the new topic (docs/speed-layer.md). Never applies to a "
         "real Kafka cluster, where the stream always stops with the data-loss error.",
     )
+    stream_accept_v0: bool = Field(
+        True,
+        description="Read legacy events without a schema_version (the original pipeline's kafka-python "
+        "producer: `timestamp`, bare NaN, no event_id) as schema version 0 through the compatibility mapping "
+        "(docs/speed-layer.md, Legacy events). `false` = strict schemas: they go to the dead-letter sink as "
+        "`legacy_v0_disabled`.",
+    )
 
     # -- warehouse ----------------------------------------------------------------------------------
     warehouse: WarehouseKind = Field(WarehouseKind.DUCKDB, description="`duckdb` (default) or `bigquery`.")

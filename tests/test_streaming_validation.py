@@ -16,6 +16,7 @@ from itertools import islice
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
@@ -23,6 +24,7 @@ from core.contracts import events
 from producer.publish import POISON_KINDS, EventFactory, utc_iso
 from producer.sources import Catalog, synthetic_source
 from streaming import validation
+from streaming.kafka_source import legacy_events
 from tests.test_event_schema import INVALID, VALID, VALID_V1, stock_valid
 
 CATALOG = Catalog(
@@ -89,14 +91,23 @@ def _factory_cases(count: int, poison_rate: float, seed: int) -> list[tuple[str,
     return [(f"factory-{i}-{m.fault}", m.value) for i, m in enumerate(factory.messages(records))]
 
 
-def _judge(spark: Any, cases: list[tuple[str, bytes, datetime]]) -> tuple[Any, validation.Verdicts]:
-    """The stream's verdicts: ``parse_messages`` in Spark, then ``judge`` in the driver, as in a batch."""
-    rows = [(i, i, name.encode(), bytearray(raw), ts) for i, (name, raw, ts) in enumerate(cases)]
+def _judge(
+    spark: Any, cases: list[tuple[str, bytes, datetime]], accept_v0: bool = True
+) -> tuple[Any, validation.Verdicts]:
+    """The stream's verdicts: the Kafka source's v0 mapping, ``parse_messages`` in Spark, then ``judge`` in
+    the driver, as in a batch."""
+    values = pa.array([raw for _, raw, _ in cases], pa.binary())
+    mapped = legacy_events(values).to_pylist() if accept_v0 else [None] * len(cases)
+    rows = [
+        (i, i, name.encode(), bytearray(raw), ts, None if m is None else bytearray(m))
+        for i, ((name, raw, ts), m) in enumerate(zip(cases, mapped, strict=True))
+    ]
     frame = spark.createDataFrame(
-        rows, "partition int, offset long, key binary, value binary, timestamp timestamp"
+        rows,
+        "partition int, offset long, key binary, value binary, timestamp timestamp, legacy_event binary",
     )
     table = validation.parse_messages(frame).toArrow().sort_by("offset")
-    return table, validation.judge(table)
+    return table, validation.judge(table, accept_v0)
 
 
 @pytest.mark.slow
