@@ -180,7 +180,8 @@ def _reject_constant(token: str) -> Any:
     raise ValueError(f"non-standard JSON token {token}")
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads``: a key written twice is an error, not the last one wins."""
     result = dict(pairs)
     if len(result) != len(pairs):
         raise ValueError("duplicate key in JSON object")
@@ -191,7 +192,7 @@ def parse(raw: bytes | str) -> tuple[Any, list[str]]:
     """Strictly parse a message value: ``(event, [])`` or ``(None, [error])``; NaN and duplicate keys fail."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicates), []
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=reject_duplicate_keys), []
     except (ValueError, UnicodeDecodeError):
         return None, [INVALID_JSON]
 

@@ -62,18 +62,11 @@ class NonFinite:
     token: str
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key in JSON object")
-    return result
-
-
 def parse(raw: bytes | str) -> Any:
     """JSON as Python's ``json.dumps`` writes it (non-finite tokens as :class:`NonFinite`), or None."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
-        return json.loads(text, parse_constant=NonFinite, object_pairs_hook=_reject_duplicates)
+        return json.loads(text, parse_constant=NonFinite, object_pairs_hook=events.reject_duplicate_keys)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
