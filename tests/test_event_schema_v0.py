@@ -100,6 +100,8 @@ def test_missing_timestamp_and_bad_values_name_the_field() -> None:
         "quality: not one of SD|HD|4K|Ultra HD": {**base, "quality": "8K"},
         "session_id: shorter than 1": {**base, "session_id": ""},
     }
+    overflow = legacy_line({**base, "timestamp": "0001-01-01 00:30:00+01:00"})  # before year 1 in UTC
+    assert events.validate_message(overflow) == ["timestamp: not an ISO-8601 timestamp"]
     for expected, rec in cases.items():
         line = legacy_line(rec)
         assert events.validate_message(line) == [expected], line

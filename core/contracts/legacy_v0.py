@@ -83,22 +83,18 @@ def _specs() -> tuple[events.FieldSpec, ...]:
 
 @cache
 def target_fields() -> tuple[events.FieldSpec, ...]:
-    """The mapped event's fields after ``schema_version``, in :data:`TARGET_VERSION`'s order."""
+    """The mapped event's fields but ``schema_version``, in :data:`TARGET_VERSION`'s order."""
     return tuple(s for s in events.field_specs(TARGET_VERSION) if s.path != "producer")
 
 
 def map_event(event: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
     """The mapped event of a parsed v0 message and ``[]``, or ``None`` and its errors (``"<field>: …"``)."""
-    cleaned = {k: None if isinstance(v, NonFinite) else v for k, v in event.items()}
+    tokens = {k: v.token for k, v in event.items() if isinstance(v, NonFinite)}
+    cleaned = {**event, **dict.fromkeys(tokens)} if tokens else event  # a missing value is null
     errors: list[str] = []
-    for spec in _specs():
-        value = event.get(spec.path)
-        if isinstance(value, NonFinite) and not spec.nullable:
-            errors.append(non_finite_error(spec.path, value.token))
-        else:
-            events.check_fields((spec,), cleaned, errors)
-    if errors:
-        return None, errors
+    events.check_fields(_specs(), cleaned, errors)
+    if errors:  # null where a value is required: say it was the token
+        return None, [_token_error(e, tokens) for e in errors]
     try:
         event_time = _utc_iso(cleaned[TIME_FIELD])
     except OverflowError:  # a valid local time whose UTC instant falls outside years 1-9999
@@ -108,6 +104,13 @@ def map_event(event: dict[str, Any]) -> tuple[dict[str, Any] | None, list[str]]:
         mapped[spec.path] = event_time if spec.path == "event_time" else _as(spec, cleaned.get(spec.path))
     mapped["event_id"] = content_id(mapped)
     return mapped, []
+
+
+def _token_error(error: str, tokens: dict[str, str]) -> str:
+    name = error.split(":", 1)[0]
+    if name in tokens and error == f"{name}: must not be null":
+        return non_finite_error(name, tokens[name])
+    return error
 
 
 def _as(spec: events.FieldSpec, value: Any) -> Any:
