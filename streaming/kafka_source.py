@@ -21,7 +21,8 @@ Design, and why:
   exception, with option ``acceptV0``: the v0 compatibility mapping (:mod:`core.contracts.legacy_v0`) turns
   each into a v1-shaped event, handed over as ``legacy_event`` beside the raw bytes (null for every other
   message), so Spark reads it like ours. A message starting as our producer writes them
-  (``{"event_id":``) is never v0 and is not looked at: the check costs ~20 ns per message.
+  (``{"event_id":``) is never v0 and is not looked at: that vectorized prefix check costs well under 1 %
+  of building the Arrow batch.
 * **Data loss is loud**: a topic that vanished, fewer partitions, an end offset behind the checkpoint or
   a new cluster id (an embedded broker restarts empty with a fresh id) raise :class:`BrokerDataLossError`
   naming the topic, partition, checkpoint offset and broker end offset, instead of skipping silently.

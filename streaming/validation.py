@@ -20,7 +20,8 @@ of the schema over a parsed VARIANT cost ~10 µs per message in Spark, the large
 Legacy v0 events (the original pipeline's producer, :mod:`core.contracts.legacy_v0`) are mapped by the Kafka
 source, which hands over each valid one in our encoding as ``legacy_event``: Spark parses that instead of the
 raw bytes and counts it as proven (the mapping validated it), so a v0 stream costs the source's Python
-mapping (~25 µs per event, spread over the executors) and nothing in the driver. A v0 message the mapping
+mapping (about twice the Python validator's time per message, spread over the executors' cores) and
+nothing in the driver. A v0 message the mapping
 rejects arrives without ``legacy_event`` and is judged, and its reasons named, like any other.
 
 The canonical path never accepts a message the Python validator rejects: ``tests/test_streaming_validation
