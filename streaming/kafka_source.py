@@ -54,6 +54,7 @@ from core.contracts import legacy_v0
 from core.kafka.offsets import EndOffsetProbe
 
 SOURCE_NAME = "netflix_kafka"
+LEGACY_COLUMN = "legacy_event"
 SCHEMA = StructType(
     [
         StructField("partition", IntegerType(), False),
@@ -61,10 +62,9 @@ SCHEMA = StructType(
         StructField("key", BinaryType(), True),
         StructField("value", BinaryType(), True),
         StructField("timestamp", TimestampType(), True),
-        StructField("legacy_event", BinaryType(), True),  # a v0 message mapped to our encoding, else null
+        StructField(LEGACY_COLUMN, BinaryType(), True),  # a v0 message mapped to our encoding, else null
     ]
 )
-LEGACY_COLUMN = "legacy_event"
 #: How our producer's messages start (``orjson``, schema order): such a message is never a legacy v0 event.
 VERSIONED_PREFIX = b'{"event_id":'
 
