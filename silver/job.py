@@ -21,9 +21,10 @@ from pyspark.sql import functions as F
 
 from core.bucket import Bucket
 from core.contracts.silver import CONTRACTS, DIMENSIONS, TABLE_ORDER, TableContract
+from core.raw_files import RawFileError, raw_key_in
 from core.stopwatch import Stopwatch
 from silver.outputs import written_tables
-from silver.reader import SilverInputError, check_header, parse_lines, read_numbered_lines
+from silver.reader import SPLIT_BYTES, RawRecords, SilverInputError, parse_lines, read_records, split_conf
 from silver.rules import (
     disputed_rows,
     quarantine_rows,
@@ -34,6 +35,7 @@ from silver.rules import (
 from silver.writer import write_parquet
 
 PREVIEW_ROWS = 5
+EXAMPLES_PER_REASON = 3
 # Tables built at once. Small inputs are dominated by single-threaded driver work (planning, code
 # generation, JIT warm-up) that other tables' tasks can overlap: 4 threads beat 2 at scale 1 (41-44 s vs
 # 50 s for the six tables). Large ones are CPU- and memory-bound; two caches at a time is enough.
@@ -46,6 +48,11 @@ SESSION_CONF = {
     # Parquet timestamps as plain int64 micros (not Spark's legacy INT96): DuckDB and BigQuery read
     # created_at as TIMESTAMP without a conversion.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # A timestamp without zone or offset is UTC (docs/data-quality.md); offsets are normalized to it.
+    "spark.sql.session.timeZone": "UTC",
+    # lower() through ICU builds a case-mapping table of every character on first use (3-4 CPU-s per
+    # JVM, measured); the domains it matches are ASCII, for which the JDK's mapping is the same.
+    "spark.sql.icu.caseMappings.enabled": "false",
     # Rules 1-7 are cached once and read three times; compressing that cache (dictionary / run-length
     # statistics per column) cost more CPU than the rules themselves (measured: ~12 vs ~7 CPU-s per
     # million watch rows) for a cache that lives seconds. Spills go to disk (MEMORY_AND_DISK).
@@ -73,6 +80,11 @@ class TableResult:
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step, for the timing helper
     silver_schema: list[tuple[str, str]] = field(default_factory=list)
     preview: list[dict[str, Any]] = field(default_factory=list)
+    # Where the records were (row accounting checks the written lines against it).
+    last_line: int = 0
+    multiline_records: list[tuple[int, int]] = field(default_factory=list)  # (first, last) line
+    # Up to three (line, judged text) per quarantine reason, so a failing check shows what was rejected.
+    examples: dict[str, list[tuple[int, str | None]]] = field(default_factory=dict)
 
     @property
     def quarantine_share(self) -> float:
@@ -82,11 +94,14 @@ class TableResult:
 class SilverJob:
     """Runs the Silver rules for tables of one bucket in one Spark session."""
 
-    def __init__(self, spark: SparkSession, bucket: Bucket, log: Any = None) -> None:
+    def __init__(
+        self, spark: SparkSession, bucket: Bucket, log: Any = None, split_bytes: int = SPLIT_BYTES
+    ) -> None:
         self.spark = spark
         self.bucket = bucket
         self.log = log or _log
-        for key, value in SESSION_CONF.items():
+        self.split_bytes = split_bytes
+        for key, value in {**SESSION_CONF, **split_conf(split_bytes)}.items():
             spark.conf.set(key, value)
 
     @property
@@ -123,26 +138,36 @@ class SilverJob:
 
     def default_workers(self, tables: Iterable[str]) -> int:
         """More threads for small inputs (driver-bound), two for large ones (CPU- and memory-bound)."""
-        raw_keys = [CONTRACTS[t].raw_key for t in tables]
-        size = sum(self.bucket.size(key) for key in raw_keys if self.bucket.exists(key))
+        size = 0
+        for table in tables:
+            try:
+                key = raw_key_in(self.bucket, table)
+            except RawFileError:  # the table fails on its own, with this message
+                continue
+            size += self.bucket.size(key) if key else 0
         return WORKERS_SMALL_INPUT if size <= SMALL_INPUT_BYTES else WORKERS_LARGE_INPUT
 
     def run_table(self, table: str) -> TableResult:
         """Classify one raw file and write its Silver and quarantine; counts are read back from the output."""
         contract = CONTRACTS[table]
-        check_header(self.bucket, contract)
-        references = {ref.column: self.silver_keys(ref.table) for ref in contract.references}
         with _progress(self.spark, table, self.log):
-            return self._build(contract, references)
+            phases = Stopwatch()
+            records = read_records(self.spark, self.bucket, contract, self.split_bytes)
+            phases.lap("read_records")
+            references = {ref.column: self.silver_keys(ref.table) for ref in contract.references}
+            return self._build(contract, records, references, phases)
 
-    def _build(self, contract: TableContract, references: dict[str, DataFrame]) -> TableResult:
-        table, raw_uri = contract.name, self.bucket.uri(contract.raw_key)
-        phases = Stopwatch()
-        lines = read_numbered_lines(self.spark, raw_uri)
-        phases.lap("number_lines")
-        self.log.info(f"silver {table}: {raw_uri} has {lines.data_rows:,} data rows; applying the rules")
+    def _build(
+        self,
+        contract: TableContract,
+        records: RawRecords,
+        references: dict[str, DataFrame],
+        phases: Stopwatch,
+    ) -> TableResult:
+        table, source, raw_uri = contract.name, records.key, self.bucket.uri(records.key)
+        self.log.info(f"silver {table}: {raw_uri} has {records.data_rows:,} data rows; applying the rules")
         # Rules 1-7 once, kept for both writes; rules 8-9 then only shuffle the rows of repeated keys.
-        checked = single_row_rules(parse_lines(lines.frame, contract), contract, references)
+        checked = single_row_rules(parse_lines(records.frame, contract), contract, references)
         checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
         repeated = repeated_keys(checked, contract).persist(StorageLevel.MEMORY_AND_DISK)
         disputed = None
@@ -153,10 +178,12 @@ class SilverJob:
             if contested_keys:
                 disputed = disputed_rows(checked, repeated, contract, self.partitions, small)
                 disputed = disputed.persist(StorageLevel.MEMORY_AND_DISK)
-            silver = silver_rows(checked, repeated if contested_keys else None, disputed, contract, small)
+            silver = silver_rows(
+                checked, repeated if contested_keys else None, disputed, contract, source, small
+            )
             write_parquet(silver, self.bucket, contract.silver_key, partition_by=contract.partition_by)
             phases.lap("duplicate_rules_and_write_silver")
-            rejected = quarantine_rows(checked, disputed, contract)
+            rejected = quarantine_rows(checked, disputed, contract, source)
             write_parquet(rejected, self.bucket, contract.quarantine_key, single_file=True)
             phases.lap("write_quarantine")
         finally:
@@ -166,11 +193,12 @@ class SilverJob:
         with written_tables(self.bucket) as written:
             kept = written.silver_count(contract)
             reasons = written.reasons(contract)
+            examples = written.examples(contract, EXAMPLES_PER_REASON) if reasons else {}
             preview = written.preview(contract, PREVIEW_ROWS)
         phases.lap("summarize")
         result = TableResult(
             table=table,
-            raw_rows=lines.data_rows,
+            raw_rows=records.data_rows,
             silver_rows=kept,
             quarantine_rows=sum(reasons.values()),
             reasons=reasons,
@@ -181,6 +209,9 @@ class SilverJob:
             phases=phases.laps,
             silver_schema=[(f.name, f.dataType.simpleString()) for f in silver.schema.fields],
             preview=preview,
+            last_line=records.layout.last_line,
+            multiline_records=records.layout.spans,
+            examples=examples,
         )
         self.log.info(
             f"silver {table}: {result.silver_rows:,} rows to {result.silver_uri}, {result.quarantine_rows:,} "

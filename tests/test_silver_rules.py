@@ -76,11 +76,14 @@ def test_numbers_are_plain_decimals_and_ints_allow_a_zero_fraction(bucket: Bucke
     write_raw(bucket, "watch_history", rows)
     silver, quarantine = build("watch_history")
     assert silver["watch_duration_minutes"].tolist()[:5] == [12.0, 0.0, 3.5, 0.5, 7.0]
+    assert pd.isna(silver["watch_duration_minutes"].tolist()[5])  # "NaN" is a null token, not a number
     assert silver["user_rating"].tolist()[-1] == 4  # "4.0" is an integer as pandas writes nullable ints
-    invalid = [(line, "invalid_watch_duration_minutes") for line in range(7, 12)] + [
+    invalid = [(line, "invalid_watch_duration_minutes") for line in range(8, 12)] + [
         (13, "invalid_user_rating")
     ]
     assert reasons(quarantine) == invalid
+    # The quarantine shows the text each rule judged, so a format problem is visible at once.
+    assert quarantine["rejected_value"].tolist() == ["inf", "1e3", "1,000", "0x10", "4.5"]
 
 
 def test_dates_and_timestamps(bucket: Bucket, build: Built) -> None:
