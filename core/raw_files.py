@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from core.bucket import Bucket
-from core.contracts.raw import RAW_COLUMNS, raw_keys
+from core.contracts.raw import raw_keys
 from core.raw_records import CHUNK_BYTES, RecordLayout, scan_records
 
 PREVIEW_ROWS = 5
@@ -84,8 +84,9 @@ def _text_chunks(stored: Iterator[bytes], compressed: bool) -> Iterator[bytes]:
         raise EOFError("the gzip stream ends before its end marker (truncated file?)")
 
 
-def record_layout(bucket: Bucket, key: str, fields: int, split_bytes: int = 0) -> RecordLayout:
-    """Records of a raw file (one streamed pass, decompressing ``.gz``), for a header of ``fields``."""
+def record_layout(bucket: Bucket, key: str, fields: int | None = None, split_bytes: int = 0) -> RecordLayout:
+    """Records of a raw file (one streamed pass, decompressing ``.gz``), for a header of ``fields``
+    (None: the file's own)."""
 
     def stored() -> Iterator[bytes]:
         with bucket.open(key, "rb") as handle:
@@ -124,13 +125,13 @@ def _decode_head(head: bytes, uri: str) -> tuple[str | None, str | None]:
         return None, f"{uri} is not valid UTF-8 (byte {exc.start}, line {line})"
 
 
-def profile_raw_file(bucket: Bucket, key: str, table: str | None = None) -> RawFileProfile:
+def profile_raw_file(bucket: Bucket, key: str) -> RawFileProfile:
     """Stream the file once: hash the stored bytes, count records, and parse the first lines as CSV.
 
-    ``table`` gives the header width the record model needs (default: the table named by the key).
+    Records are counted for the file's own header width: a header that breaks the contract fails its
+    own check, and the count stays meaningful for whoever reads it.
     """
     uri = bucket.uri(key)
-    name = table or key.rsplit("/", 1)[-1].split(".", 1)[0]
     digest = hashlib.sha256()
     total = 0
     head = b""
@@ -151,7 +152,7 @@ def profile_raw_file(bucket: Bucket, key: str, table: str | None = None) -> RawF
             yield chunk
 
     try:
-        layout = scan_records(text(), len(RAW_COLUMNS.get(name, ())) or 1)
+        layout = scan_records(text())
     except (OSError, EOFError, zlib.error) as exc:
         return RawFileProfile(key=key, uri=uri, bytes=total, sha256=digest.hexdigest(), data_rows=0,
                               header=None, problem=f"{uri} is not a readable gzip file: {exc}")  # fmt: skip
@@ -178,7 +179,7 @@ def profile_raw_file(bucket: Bucket, key: str, table: str | None = None) -> RawF
             profile.problem = f"{uri} is not parseable as CSV near the top of the file: {exc}"
             return profile
     profile.header = [column.strip() for column in rows[0]] if rows else []
-    profile.preview = rows[1:]
+    profile.preview = [row for row in rows[1:] if row]
     return profile
 
 

@@ -80,7 +80,7 @@ def field_count(record: bytes) -> int | None:
 class _RecordScanner:
     """The state of one pass: counts per byte chunk, multi-line records per buffer of complete lines."""
 
-    def __init__(self, fields: int, split_bytes: int, max_lines: int) -> None:
+    def __init__(self, fields: int | None, split_bytes: int, max_lines: int) -> None:
         self.fields, self.split_bytes, self.max_lines = fields, split_bytes, max_lines
         self.position = self.newlines = self.trailing_blank = 0
         self.newlines_before_split = [0]
@@ -136,6 +136,8 @@ class _RecordScanner:
         if self.header is None:
             cut = complete.index(b"\n") + 1
             self.header, complete, first = complete[: cut - 1], complete[cut:], first + 1
+            if self.fields is None:
+                self.fields = field_count(self.header.removesuffix(b"\r"))
         self._resolve(complete, final, first)
 
     def _resolve(self, lines: bytes, final: bool, first: int = 0) -> None:
@@ -167,9 +169,13 @@ class _RecordScanner:
 
 
 def scan_records(
-    chunks: Iterable[bytes], fields: int, split_bytes: int = 0, max_lines: int = MAX_RECORD_LINES
+    chunks: Iterable[bytes],
+    fields: int | None = None,
+    split_bytes: int = 0,
+    max_lines: int = MAX_RECORD_LINES,
 ) -> RecordLayout:
-    """The record layout of a file given as byte chunks (decompressed), for a header of ``fields`` columns."""
+    """The record layout of a file given as byte chunks (decompressed), for a header of ``fields`` columns
+    (None: as many as the file's own header has)."""
     scanner = _RecordScanner(fields, split_bytes, max_lines)
     for chunk in chunks:
         scanner.feed(chunk)

@@ -100,7 +100,7 @@ def build_raw_asset(table: str, landing_dir: Path | None) -> AssetsDefinition:
                 f"{wanted} does not exist. Generate data with `netflix-lambda generate`, drop the "
                 f"Kaggle CSV there, or set NETFLIX_RAW_LANDING_DIR to a folder holding {table}.csv."
             )
-        profile = profile_raw_file(store, key, table)
+        profile = profile_raw_file(store, key)
         context.log.info(f"{profile.uri}: {profile.data_rows:,} data rows, {profile.bytes:,} bytes")
         return MaterializeResult(
             data_version=DataVersion(profile.data_version),
