@@ -7,6 +7,7 @@ session serves all six tables: starting Spark costs ~5 s, a large share of the s
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,16 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from core.bucket import Bucket
 from core.contracts.silver import CONTRACTS, DIMENSIONS, TABLE_ORDER, TableContract
-from core.raw_files import RawFileError, raw_key_in
+from core.raw_files import RawFileError, is_compressed, raw_key_in
 from core.stopwatch import Stopwatch
 from silver.outputs import written_tables
 from silver.reader import SPLIT_BYTES, RawRecords, SilverInputError, parse_lines, read_records, split_conf
 from silver.rules import (
+    KnownKeys,
     disputed_rows,
     quarantine_rows,
     repeated_keys,
@@ -45,6 +47,10 @@ WORKERS_LARGE_INPUT = 2
 R = TypeVar("R")
 PROGRESS_EVERY_SECONDS = 30.0
 SESSION_CONF = {
+    # Silver sizes its own shuffles (below); adaptive execution would re-plan each shuffle as a separate
+    # job, with an explain string of the whole (wide) plan per update: measured 12-16 jobs per table on
+    # 210k scale-1 rows with it, for no gain on inputs split at most a few dozen ways.
+    "spark.sql.adaptive.enabled": "false",
     # Parquet timestamps as plain int64 micros (not Spark's legacy INT96): DuckDB and BigQuery read
     # created_at as TIMESTAMP without a conversion.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
@@ -60,6 +66,12 @@ SESSION_CONF = {
 }
 # Repeated keys are broadcast to every task up to this many (~20 bytes each); beyond, Spark shuffles.
 BROADCAST_KEYS_LIMIT = 5_000_000
+# A dimension with at most this many keys reaches the facts' orphan rules as a literal set (read from its
+# Parquet in the driver, no Spark job); a bigger one as a broadcast join.
+LITERAL_KEYS_LIMIT = 200_000
+# Input bytes per shuffle partition, and contested keys per partition of the duplicate rules' shuffle.
+SHUFFLE_INPUT_BYTES = 128 << 20
+CONTESTED_KEYS_PER_PARTITION = 100_000
 
 _log = logging.getLogger(__name__)
 
@@ -101,12 +113,19 @@ class SilverJob:
         self.bucket = bucket
         self.log = log or _log
         self.split_bytes = split_bytes
+        # As configured at start-up: an earlier job may have sized the session's runtime value.
+        self.max_partitions = int(spark.sparkContext.getConf().get("spark.sql.shuffle.partitions", "8"))
+        self._keys: dict[str, KnownKeys] = {}
+        self._keys_lock = threading.Lock()
         for key, value in {**SESSION_CONF, **split_conf(split_bytes)}.items():
             spark.conf.set(key, value)
 
-    @property
-    def partitions(self) -> int:
-        return int(self.spark.conf.get("spark.sql.shuffle.partitions") or 8)
+    def size_shuffles(self, input_bytes: int) -> int:
+        """Shuffle partitions for this much raw input: one per SHUFFLE_INPUT_BYTES, at most the configured
+        ``spark.sql.shuffle.partitions`` (small inputs pay no task per empty partition)."""
+        partitions = max(1, min(self.max_partitions, math.ceil(input_bytes / SHUFFLE_INPUT_BYTES)))
+        self.spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+        return partitions
 
     def run(
         self,
@@ -118,12 +137,14 @@ class SilverJob:
 
         Users and movies run first, then the facts (their orphan rules read the dimensions' Silver).
         Within a wave, tables run on ``workers`` threads sharing the session (default: by input size, see
-        ``default_workers``). Results come back as tables finish; the caller sees the whole first wave
+        ``input_bytes``). Results come back as tables finish; the caller sees the whole first wave
         before the second starts, so it can decide whether the facts may use the dimensions.
         """
         task = work or self.run_table
         wanted = set(tables)
-        workers = workers or self.default_workers(wanted)
+        size = self.input_bytes(wanted)
+        self.size_shuffles(size)
+        workers = workers or (WORKERS_SMALL_INPUT if size <= SMALL_INPUT_BYTES else WORKERS_LARGE_INPUT)
         for wave in (DIMENSIONS, tuple(t for t in TABLE_ORDER if t not in DIMENSIONS)):
             todo = [t for t in wave if t in wanted]
             if not todo:
@@ -136,8 +157,9 @@ class SilverJob:
                         raise error
                     yield futures[future], error if error is not None else future.result()
 
-    def default_workers(self, tables: Iterable[str]) -> int:
-        """More threads for small inputs (driver-bound), two for large ones (CPU- and memory-bound)."""
+    def input_bytes(self, tables: Iterable[str]) -> int:
+        """Bytes of the tables' raw files as stored. More threads for small inputs (driver-bound), two for
+        large ones (CPU- and memory-bound); shuffles sized to match."""
         size = 0
         for table in tables:
             try:
@@ -145,7 +167,7 @@ class SilverJob:
             except RawFileError:  # the table fails on its own, with this message
                 continue
             size += self.bucket.size(key) if key else 0
-        return WORKERS_SMALL_INPUT if size <= SMALL_INPUT_BYTES else WORKERS_LARGE_INPUT
+        return size
 
     def run_table(self, table: str) -> TableResult:
         """Classify one raw file and write its Silver and quarantine; counts are read back from the output."""
@@ -161,7 +183,7 @@ class SilverJob:
         self,
         contract: TableContract,
         records: RawRecords,
-        references: dict[str, DataFrame],
+        references: dict[str, KnownKeys],
         phases: Stopwatch,
     ) -> TableResult:
         table, source, raw_uri = contract.name, records.key, self.bucket.uri(records.key)
@@ -176,7 +198,10 @@ class SilverJob:
             phases.lap("single_row_rules")
             small = contested_keys <= BROADCAST_KEYS_LIMIT
             if contested_keys:
-                disputed = disputed_rows(checked, repeated, contract, self.partitions, small)
+                partitions = min(
+                    self.max_partitions, math.ceil(contested_keys / CONTESTED_KEYS_PER_PARTITION)
+                )
+                disputed = disputed_rows(checked, repeated, contract, partitions, small)
                 disputed = disputed.persist(StorageLevel.MEMORY_AND_DISK)
             silver = silver_rows(
                 checked, repeated if contested_keys else None, disputed, contract, source, small
@@ -184,7 +209,11 @@ class SilverJob:
             write_parquet(silver, self.bucket, contract.silver_key, partition_by=contract.partition_by)
             phases.lap("duplicate_rules_and_write_silver")
             rejected = quarantine_rows(checked, disputed, contract, source)
-            write_parquet(rejected, self.bucket, contract.quarantine_key, single_file=True)
+            # One file; an input of one split is one partition already, so no shuffle is needed to get there.
+            one_split = records.layout.text_bytes <= self.split_bytes or is_compressed(records.key)
+            write_parquet(
+                rejected, self.bucket, contract.quarantine_key, single_file=True, shuffle=not one_split
+            )
             phases.lap("write_quarantine")
         finally:
             for frame in (disputed, repeated, checked):
@@ -220,17 +249,27 @@ class SilverJob:
         )
         return result
 
-    def silver_keys(self, table: str) -> DataFrame:
-        """The keys of a dimension as written, for the orphan rules of the facts.
+    def silver_keys(self, table: str) -> KnownKeys:
+        """The keys of a dimension as written, for the orphan rules of the facts: a literal list when it
+        is small (read from the Parquet in the driver, no Spark job), else a one-column frame to broadcast.
 
-        No ``distinct``: the dimension's own unique_key check has passed before a fact may use it.
+        No ``distinct``: the dimension's own unique_key check has passed before a fact may use it. Read once
+        per job (the facts share it), so a rerun of the dimensions needs a new SilverJob.
         """
-        contract: TableContract = CONTRACTS[table]
+        with self._keys_lock:
+            if table not in self._keys:
+                self._keys[table] = self._read_keys(CONTRACTS[table])
+            return self._keys[table]
+
+    def _read_keys(self, contract: TableContract) -> KnownKeys:
         if not self.bucket.exists(contract.silver_key):
             raise SilverInputError(
-                f"{self.bucket.uri(contract.silver_key)} does not exist: Silver {table} must be built "
-                "before the tables that reference it"
+                f"{self.bucket.uri(contract.silver_key)} does not exist: Silver {contract.name} must be "
+                "built before the tables that reference it"
             )
+        with written_tables(self.bucket) as written:
+            if written.silver_count(contract) <= LITERAL_KEYS_LIMIT:
+                return written.keys(contract)
         return self.spark.read.parquet(self.bucket.uri(contract.silver_key)).select(F.col(contract.key))
 
 

@@ -67,6 +67,13 @@ class WrittenTables:
         ).fetchall()
         return {str(reason): int(count) for reason, count in rows}
 
+    def keys(self, contract: TableContract) -> list[str]:
+        """Every key of the table's Silver (unique there: its check passed before anyone asks)."""
+        return [
+            row[0]
+            for row in self.con.execute(f"SELECT {contract.key} FROM {self.silver(contract)}").fetchall()
+        ]
+
     def examples(self, contract: TableContract, per_reason: int) -> dict[str, list[tuple[int, str | None]]]:
         """The first ``per_reason`` quarantined (line, text) of each reason: the judged value, or for a
         row without one (malformed, missing field) the start of its raw line."""

@@ -56,12 +56,16 @@ def typed_column(index: int) -> str:
     return f"_v{index}"
 
 
-def single_row_rules(
-    parsed_lines: DataFrame, contract: TableContract, references: Mapping[str, DataFrame]
-) -> DataFrame:
-    """Every data line with its cleaned text, typed values and ``_pre_reason`` (rules 1-7, or null).
+KnownKeys = list[str] | DataFrame  # a dimension's Silver keys: a literal set, or a one-column frame
 
-    ``references`` maps a fact column (``user_id``) to a one-column frame of the dimension's Silver keys.
+
+def single_row_rules(
+    parsed_lines: DataFrame, contract: TableContract, references: Mapping[str, KnownKeys]
+) -> DataFrame:
+    """Every record with its cleaned text, typed values and ``_pre_reason`` (rules 1-7, or null).
+
+    ``references`` maps a fact column (``user_id``) to the dimension's Silver keys: a list (a literal set
+    in the plan, for small dimensions) or a one-column frame (broadcast and joined).
     """
     columns = contract.columns
     texts = [cleaned(F.col(PARSED)[name]).alias(text_column(i)) for i, name in enumerate(columns)]
@@ -74,11 +78,13 @@ def single_row_rules(
     ]
     rows = rows.select("*", *typed)
     for ref in contract.references:
-        known = references[ref.column].select(
-            F.col(ref.column).alias(f"_ref_{ref.column}"), F.lit(True).alias(f"_known_{ref.column}")
-        )
+        keys, known = references[ref.column], f"_known_{ref.column}"
         own = F.col(text_column(columns.index(ref.column)))
-        rows = rows.join(F.broadcast(known), own == F.col(f"_ref_{ref.column}"), "left")
+        if isinstance(keys, DataFrame):
+            table = keys.select(F.col(ref.column).alias(f"_ref_{ref.column}"), F.lit(True).alias(known))
+            rows = rows.join(F.broadcast(table), own == F.col(f"_ref_{ref.column}"), "left")
+        else:
+            rows = rows.withColumn(known, F.when(own.isin(keys), F.lit(True)))
     pre_reason = _single_row_reason(contract)
     return rows.select(
         SOURCE_LINE,
