@@ -84,16 +84,17 @@ def _text_chunks(stored: Iterator[bytes], compressed: bool) -> Iterator[bytes]:
         raise EOFError("the gzip stream ends before its end marker (truncated file?)")
 
 
+def _stored_chunks(bucket: Bucket, key: str) -> Iterator[bytes]:
+    """The file's bytes as stored, in chunks."""
+    with bucket.open(key, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
+
+
 def record_layout(bucket: Bucket, key: str, fields: int | None = None, split_bytes: int = 0) -> RecordLayout:
     """Records of a raw file (one streamed pass, decompressing ``.gz``), for a header of ``fields``
     (None: the file's own)."""
-
-    def stored() -> Iterator[bytes]:
-        with bucket.open(key, "rb") as handle:
-            while chunk := handle.read(CHUNK_BYTES):
-                yield chunk
-
-    return scan_records(_text_chunks(stored(), is_compressed(key)), fields, split_bytes)
+    return scan_records(_text_chunks(_stored_chunks(bucket, key), is_compressed(key)), fields, split_bytes)
 
 
 @dataclass
@@ -138,11 +139,10 @@ def profile_raw_file(bucket: Bucket, key: str) -> RawFileProfile:
 
     def stored() -> Iterator[bytes]:
         nonlocal total
-        with bucket.open(key, "rb") as handle:
-            while chunk := handle.read(CHUNK_BYTES):
-                digest.update(chunk)
-                total += len(chunk)
-                yield chunk
+        for chunk in _stored_chunks(bucket, key):
+            digest.update(chunk)
+            total += len(chunk)
+            yield chunk
 
     def text() -> Iterator[bytes]:
         nonlocal head

@@ -17,12 +17,9 @@ before every ``split_bytes`` boundary, from which the Silver reader numbers the 
 
 from __future__ import annotations
 
-import gzip
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO
-
 import numpy as np
 
 MAX_RECORD_LINES = 100
@@ -180,10 +177,3 @@ def scan_records(
     for chunk in chunks:
         scanner.feed(chunk)
     return scanner.finish()
-
-
-def text_chunks(handle: IO[bytes], compressed: bool, size: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """The file's text bytes in chunks, gunzipped when ``compressed``."""
-    source: IO[bytes] = gzip.GzipFile(fileobj=handle, mode="rb") if compressed else handle
-    while chunk := source.read(size):
-        yield chunk
