@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
 import numpy as np
 
 MAX_RECORD_LINES = 100
