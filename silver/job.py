@@ -68,7 +68,7 @@ SESSION_CONF = {
 BROADCAST_KEYS_LIMIT = 5_000_000
 # A dimension with at most this many keys reaches the facts' orphan rules as a literal set (read from its
 # Parquet in the driver, no Spark job); a bigger one as a broadcast join.
-LITERAL_KEYS_LIMIT = 200_000
+LITERAL_KEYS_LIMIT = 20_000
 # Input bytes per shuffle partition, and contested keys per partition of the duplicate rules' shuffle.
 SHUFFLE_INPUT_BYTES = 128 << 20
 CONTESTED_KEYS_PER_PARTITION = 100_000
