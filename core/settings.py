@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     )
     raw_landing_dir: Path | None = Field(
         None,
-        description="Optional local folder of CSV exports; a raw asset copies `<table>.csv` from it into "
-        "the bucket's raw/ before profiling. Unset: files are expected in raw/ already.",
+        description="Optional local folder of CSV exports; a raw asset copies `<table>.csv` (or "
+        "`<table>.csv.gz`) from it into the bucket's raw/ before profiling. Unset: files are expected in "
+        "raw/ already.",
     )
     gcs_project: str | None = Field(None, description="GCP project for the GCS client (default: ADC's).")
     gcs_endpoint: str | None = Field(
