@@ -89,6 +89,9 @@ class WarehouseResource(ConfigurableResource):
         )
         return Warehouse(WarehouseKind(self.kind), self.layout(), bigquery)
 
+    def layout(self) -> WarehouseLayout:
+        return WarehouseLayout(Path(self.duckdb_dir).expanduser().resolve())
+
 
 class BigQueryClientResource(BigQueryResource):
     """dagster-gcp's ``BigQueryResource`` (the ``bigquery`` resource), able to reach an emulator too.
@@ -132,9 +135,6 @@ class BigQueryClientResource(BigQueryResource):
             yield client
         finally:
             client.close()
-
-    def layout(self) -> WarehouseLayout:
-        return WarehouseLayout(Path(self.duckdb_dir).expanduser().resolve())
 
 
 class DataQualityResource(ConfigurableResource):

@@ -6,7 +6,7 @@ One entry point, :func:`run_stream`, used by the Dagster job (``netflix_assets/d
 it can, so a stop rarely leaves a batch to replay; when it cannot (SIGKILL, a crash), the next start
 replays the unfinished batch and the sinks make that replay a no-op or a clean rewrite.
 
-The caller hands over ready objects (a Spark session, the bucket, the warehouse layout, the Kafka cluster)
+The caller hands over ready objects (a Spark session, the bucket, the warehouse, the Kafka cluster)
 and :class:`StreamOptions`; nothing here reads settings.
 """
 
@@ -27,7 +27,7 @@ from core.contracts.speed import QUERY_NAME, checkpoint_key
 from core.kafka.admin import ensure_topics
 from core.kafka.cluster import KafkaCluster
 from core.settings import Settings
-from core.warehouse import WarehouseLayout
+from core.warehouse import Warehouse, WarehouseLayout
 from streaming.broker_reset import (
     BrokerReset,
     ResetRefused,
@@ -39,7 +39,7 @@ from streaming.broker_reset import (
 )
 from streaming.kafka_source import SOURCE_NAME, register, source_options
 from streaming.micro_batch import BatchMetrics, MicroBatchProcessor
-from streaming.realtime_store import RealtimeStore
+from streaming.realtime_sinks import open_realtime_sink
 from streaming.sinks import DeadLetterPublisher
 
 log = logging.getLogger("streaming")
@@ -122,7 +122,7 @@ class StreamSummary:
 def run_stream(
     spark: SparkSession,
     bucket: Bucket,
-    layout: WarehouseLayout,
+    warehouse: Warehouse | WarehouseLayout,
     kafka: KafkaCluster,
     options: StreamOptions,
     *,
@@ -140,7 +140,7 @@ def run_stream(
     the same five columns (the benchmark feeds pre-generated events through the identical query to measure
     the ceiling).
     """
-    runner = _StreamRunner(spark, bucket, layout, kafka, options, on_batch, on_reset, source)
+    runner = _StreamRunner(spark, bucket, warehouse, kafka, options, on_batch, on_reset, source)
     return runner.run(stop_event)
 
 
@@ -151,7 +151,7 @@ class _StreamRunner:
         self,
         spark: SparkSession,
         bucket: Bucket,
-        layout: WarehouseLayout,
+        warehouse: Warehouse | WarehouseLayout,
         kafka: KafkaCluster,
         options: StreamOptions,
         on_batch: Callable[[BatchMetrics], None] | None,
@@ -160,7 +160,7 @@ class _StreamRunner:
     ) -> None:
         self.spark, self.bucket, self.kafka, self.options = spark, bucket, kafka, options
         self.on_batch, self.on_reset, self.source = on_batch, on_reset, source
-        self.store = RealtimeStore(layout, options.retention_hours)
+        self.store = open_realtime_sink(warehouse, options.retention_hours)  # DuckDB or BigQuery
         self.checkpoint = checkpoint_key(options.query_name)
         self.summary = StreamSummary()
         register(spark)
