@@ -303,8 +303,8 @@ class Settings(BaseSettings):
             )
         if "spark_master" not in self.model_fields_set:
             problems.append(
-                "NETFLIX_SPARK_MASTER is required: yarn (Dataproc), spark://host:7077, or local[N] on purpose "
-                "(unset runs Spark in local mode on the Dagster host)"
+                "NETFLIX_SPARK_MASTER is required: yarn (Dataproc), spark://host:7077, or local[N] on "
+                "purpose (unset runs Spark in local mode on the Dagster host)"
             )
         for name, value in (
             ("NETFLIX_BIGQUERY_API_ENDPOINT", self.bigquery_api_endpoint),

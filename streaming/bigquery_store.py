@@ -57,7 +57,9 @@ from streaming.realtime_store import (
 log = logging.getLogger(__name__)
 
 STAGING_PREFIX = "staging_sessions_b"
-DATASET_DESCRIPTION = "The speed layer's realtime tables, ledger and open-window state (netflix-lambda stream)."
+DATASET_DESCRIPTION = (
+    "The speed layer's realtime tables, ledger and open-window state (netflix-lambda stream)."
+)
 DUCKDB_TO_BIGQUERY = {
     "BIGINT": "INT64", "INTEGER": "INT64", "DOUBLE": "FLOAT64", "VARCHAR": "STRING", "BOOLEAN": "BOOL",
     "TIMESTAMP": "TIMESTAMP",
@@ -75,7 +77,7 @@ _WINDOW = f"INTERVAL {WINDOW_MINUTES} MINUTE"
 
 
 def realtime_schema() -> dict[str, list[tuple[str, str]]]:
-    """Every table of the DuckDB sink, its columns in order with their BigQuery types (one schema, two sinks)."""
+    """Every table of the DuckDB sink: its columns in order, in BigQuery types (one schema, two sinks)."""
     con = duckdb.connect()
     try:
         con.execute(SCHEMA_SQL)
@@ -88,7 +90,9 @@ def realtime_schema() -> dict[str, list[tuple[str, str]]]:
     schema: dict[str, list[tuple[str, str]]] = {}
     for table, column, duck_type in rows:
         if duck_type not in DUCKDB_TO_BIGQUERY:
-            raise TypeError(f"realtime table {table}.{column} has type {duck_type}, which has no BigQuery type here")
+            raise TypeError(
+                f"realtime table {table}.{column} has type {duck_type}, which has no BigQuery type here"
+            )
         schema.setdefault(table, []).append((column, DUCKDB_TO_BIGQUERY[duck_type]))
     return schema
 
@@ -173,8 +177,9 @@ class BigQueryRealtimeStore:
 
     def _read_totals(self) -> dict[str, Any]:
         [row] = self._run(
-            "SELECT COUNT(*), COALESCE(SUM(rows_in), 0), COALESCE(SUM(valid), 0), COALESCE(SUM(dead_letters), 0), "
-            f"COALESCE(SUM(late), 0), MAX(batch_id), MAX(max_event_time) FROM {self._q(LEDGER_TABLE)}"
+            "SELECT COUNT(*), COALESCE(SUM(rows_in), 0), COALESCE(SUM(valid), 0), "
+            "COALESCE(SUM(dead_letters), 0), COALESCE(SUM(late), 0), MAX(batch_id), MAX(max_event_time) "
+            f"FROM {self._q(LEDGER_TABLE)}"
         ).result()
         keys = ("batches", "rows_in", "valid", "dead_letters", "late", "last_batch_id", "max_event_time")
         totals = dict(zip(keys, row, strict=True))
@@ -224,7 +229,11 @@ class BigQueryRealtimeStore:
         if applied:
             self._count(record)
         else:
-            log.info("batch %d is already in %s: the replay changed nothing", record.batch_id, self.table(LEDGER_TABLE))
+            log.info(
+                "batch %d is already in %s: the replay changed nothing",
+                record.batch_id,
+                self.table(LEDGER_TABLE),
+            )
             self._totals = self._read_totals()
         return int(windows) if applied else 0
 
@@ -249,7 +258,9 @@ class BigQueryRealtimeStore:
                 columns.append(sessions.column(field.name))
                 fields.append(bigquery.SchemaField(field.name, ARROW_TO_BIGQUERY[str(field.type)]))
         buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_arrays(columns, names=sessions.column_names), buffer, compression="snappy")
+        pq.write_table(
+            pa.Table.from_arrays(columns, names=sessions.column_names), buffer, compression="snappy"
+        )
         buffer.seek(0)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.PARQUET,
@@ -311,7 +322,8 @@ class BigQueryRealtimeStore:
     WHEN NOT MATCHED THEN INSERT ({", ".join(columns)}) VALUES ({", ".join(f"s.{c}" for c in columns)})"""
 
     def _merge_segment_state(self) -> str:
-        source = f"""SELECT window_start, segment_id, {", ".join(f"ANY_VALUE({k}) AS {k}" for k in SEGMENT_KEYS)},
+        any_keys = ", ".join(f"ANY_VALUE({k}) AS {k}" for k in SEGMENT_KEYS)
+        source = f"""SELECT window_start, segment_id, {any_keys},
                SUM(sessions) AS sessions, SUM(watch_minutes) AS watch_minutes,
                COALESCE(SUM(completion_sum), 0) AS completion_sum, SUM(completion_n) AS completion_n,
                COALESCE(SUM(content_quality_sum), 0) AS content_quality_sum,
@@ -326,12 +338,16 @@ class BigQueryRealtimeStore:
         source = """SELECT window_start, segment_id, user_id, MAX(monthly_spend) AS monthly_spend,
                LOGICAL_OR(at_risk_sessions > 0) AS at_risk
         FROM batch_partials GROUP BY window_start, segment_id, user_id"""
-        updates = ["at_risk = (t.at_risk OR s.at_risk)", "monthly_spend = COALESCE(s.monthly_spend, t.monthly_spend)"]
+        updates = [
+            "at_risk = (t.at_risk OR s.at_risk)",
+            "monthly_spend = COALESCE(s.monthly_spend, t.monthly_spend)",
+        ]
         return self._merge("segment_window_users", source, ["window_start", "segment_id", "user_id"], updates)
 
     def _merge_user_state(self) -> str:
-        source = """SELECT window_start, user_id, SUM(sessions) AS sessions, SUM(at_risk_sessions) AS at_risk_sessions,
-               SUM(low_engagement) AS low_engagement, SUM(abandoned) AS abandoned,
+        source = """SELECT window_start, user_id, SUM(sessions) AS sessions,
+               SUM(at_risk_sessions) AS at_risk_sessions, SUM(low_engagement) AS low_engagement,
+               SUM(abandoned) AS abandoned,
                SUM(quality_downgrade) AS quality_downgrade, MAX(monthly_spend) AS monthly_spend
         FROM batch_partials GROUP BY window_start, user_id"""
         updates = [f"{c} = t.{c} + s.{c}" for c in USER_SUMS]
@@ -355,8 +371,8 @@ class BigQueryRealtimeStore:
                s.quality_downgrade AS quality_downgrade_count, s.completed AS completion_count,
                {rate} AS low_engagement_rate, s.abandoned / s.sessions AS abandonment_rate,
                s.completed / s.sessions AS completion_rate, u.revenue_impact, u.avg_subscriber_value,
-               CASE WHEN {rate} > {ALERT_HIGH_RATE} THEN 'HIGH' WHEN {rate} > {ALERT_MEDIUM_RATE} THEN 'MEDIUM'
-                    ELSE 'LOW' END AS alert_level,
+               CASE WHEN {rate} > {ALERT_HIGH_RATE} THEN 'HIGH'
+                    WHEN {rate} > {ALERT_MEDIUM_RATE} THEN 'MEDIUM' ELSE 'LOW' END AS alert_level,
                s.segment_id, {int(batch_id)} AS last_batch_id, CURRENT_TIMESTAMP() AS updated_at
         FROM {self._q("segment_window_state")} s JOIN users u USING (window_start, segment_id)
         WHERE s.window_start IN UNNEST(affected)"""
@@ -370,7 +386,8 @@ class BigQueryRealtimeStore:
             "CASE WHEN is_netflix_original THEN 'Original' WHEN NOT is_netflix_original THEN 'Licensed' "
             "ELSE 'Unknown' END"
         )
-        subject = f"ARRAY_TO_STRING([country, genre_primary, device_type, quality, {original}, content_type], ' / ')"
+        parts = f"country, genre_primary, device_type, quality, {original}, content_type"
+        subject = f"ARRAY_TO_STRING([{parts}], ' / ')"  # skips NULLs, as DuckDB's concat_ws
         nulls = ", ".join(f"CAST(NULL AS {t}) AS {k}" for k, t in self._segment_types())
         flagged = (
             "CASE risk_type WHEN 'low_engagement' THEN low_engagement_count "
@@ -391,8 +408,8 @@ class BigQueryRealtimeStore:
         FROM risks WHERE flagged / total_sessions > {SEGMENT_ALERT_RATE}
         UNION ALL
         SELECT window_start, TIMESTAMP_ADD(window_start, {_WINDOW}), 'user', user_id, 'repeated_risk',
-               at_risk_sessions, sessions, at_risk_sessions / sessions, {float(USER_ALERT_MIN_RISKY_SESSIONS)},
-               monthly_spend,
+               at_risk_sessions, sessions, at_risk_sessions / sessions,
+               {float(USER_ALERT_MIN_RISKY_SESSIONS)}, monthly_spend,
                IF(at_risk_sessions >= {2 * USER_ALERT_MIN_RISKY_SESSIONS}, 'HIGH', 'MEDIUM'),
                {nulls}, user_id, {int(batch_id)}, CURRENT_TIMESTAMP()
         FROM {self._q("user_window_state")}
@@ -417,9 +434,8 @@ class BigQueryRealtimeStore:
         if record.watermark is not None:
             watermark = literal(record.watermark, "TIMESTAMP")
             for table in ("segment_window_state", "segment_window_users", "user_window_state"):
-                statements.append(
-                    f"DELETE FROM {self._q(table)} WHERE TIMESTAMP_ADD(window_start, {_WINDOW}) <= {watermark}"
-                )
+                closed = f"TIMESTAMP_ADD(window_start, {_WINDOW}) <= {watermark}"
+                statements.append(f"DELETE FROM {self._q(table)} WHERE {closed}")
         if record.max_event_time is not None:
             horizon = (
                 f"TIMESTAMP_SUB({literal(record.max_event_time, 'TIMESTAMP')}, "

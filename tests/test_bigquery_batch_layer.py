@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 import pytest
-from dagster import AssetKey, AssetsDefinition, Definitions, materialize
+from dagster import AssetKey, AssetsDefinition, materialize
 
 from core.bigquery import bigquery_client
 from core.bucket import Bucket
@@ -62,7 +62,11 @@ def batch_on_bigquery(
 def test_the_whole_batch_layer_builds_on_bigquery(batch_on_bigquery) -> None:
     settings, result, _ = batch_on_bigquery
     assert result.success
-    failed = [(c.asset_key.to_user_string(), c.check_name) for c in result.get_asset_check_evaluations() if not c.passed]
+    failed = [
+        (c.asset_key.to_user_string(), c.check_name)
+        for c in result.get_asset_check_evaluations()
+        if not c.passed
+    ]
     assert failed == []
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert {AssetKey(["silver", t]) for t in TABLE_ORDER} | {AssetKey("monthly_engagement")} <= materialized
@@ -90,9 +94,9 @@ def test_marts_in_bigquery_equal_the_reference(batch_on_bigquery) -> None:
     reference.execute("ATTACH ':memory:' AS bq")
     try:
         for mart in MART_SQL:
-            arrow = client.query(
-                f"SELECT * FROM `{settings.bigquery_project}.netflix_gold.{mart}`"
-            ).to_arrow(create_bqstorage_client=False)
+            arrow = client.query(f"SELECT * FROM `{settings.bigquery_project}.netflix_gold.{mart}`").to_arrow(
+                create_bqstorage_client=False
+            )
             reference.register("fetched", arrow)
             reference.execute(f"CREATE TABLE bq.main.{mart} AS SELECT * FROM fetched")
             reference.unregister("fetched")

@@ -31,9 +31,10 @@ CLOCK_COLUMNS = {"committed_at", "updated_at", "processing_s"}  # wall-clock val
 
 
 def alert_sessions(low: bool, n: int, minute: int = 0) -> list[dict[str, Any]]:
-    """``n`` sessions of segment 0 in the first window, all low-engagement or none."""
+    """``n`` sessions of segment 0 in the window starting ``minute`` after T0, all low-engagement or none."""
+    start = T0 + timedelta(minutes=minute)
     return [
-        {"window_start": T0 + timedelta(minutes=minute), "segment": 0, "user_id": f"a{i % 3}", "minutes": 10.0,
+        {"window_start": start, "segment": 0, "user_id": f"a{i % 3}", "minutes": 10.0,
          "progress": 5.0 if low else 90.0, "imdb": 7.0, "low": low, "abandoned": False, "downgrade": False,
          "completed": not low, "spend": 11.0 + i % 3}
         for i in range(n)
@@ -76,7 +77,7 @@ def bigquery_rows(store: BigQueryRealtimeStore, table: str) -> list[tuple]:
     arrow = store.client.query(f"SELECT {', '.join(columns)} FROM `{store.table(table)}`").to_arrow(
         create_bqstorage_client=False
     )
-    rows = duckdb.sql("SELECT * FROM arrow").fetchall()
+    rows = duckdb.from_arrow(arrow).fetchall()
     return sorted((tuple(_normalise(v) for v in row) for row in rows), key=repr)
 
 
@@ -154,7 +155,9 @@ def _staging_tables(client: bigquery.Client, store: BigQueryRealtimeStore) -> li
             if t.table_id.startswith(STAGING_PREFIX)]  # fmt: skip
 
 
-def test_the_bigquery_tables_have_the_duckdb_sinks_columns(sinks: tuple[RealtimeStore, BigQueryRealtimeStore]) -> None:
+def test_the_bigquery_tables_have_the_duckdb_sinks_columns(
+    sinks: tuple[RealtimeStore, BigQueryRealtimeStore],
+) -> None:
     duck, bq = sinks
     for table, columns in realtime_schema().items():
         duck_columns = [r[0] for r in duck.con.execute(f"DESCRIBE {table}").fetchall()]
@@ -166,7 +169,9 @@ def test_a_ledger_column_the_sink_cannot_fill_fails_at_start(
     bigquery_emulator: BigQueryEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If the DuckDB ledger grows a column BatchRecord does not carry, the BigQuery sink refuses to start."""
-    drifted = bigquery_store.SCHEMA_SQL.replace("processing_s DOUBLE", "processing_s DOUBLE, replayed_from BIGINT")
+    drifted = bigquery_store.SCHEMA_SQL.replace(
+        "processing_s DOUBLE", "processing_s DOUBLE, replayed_from BIGINT"
+    )
     monkeypatch.setattr(bigquery_store, "SCHEMA_SQL", drifted)
     target = BigQueryTarget(project=bigquery_emulator.project, realtime_dataset="rt_drift",
                             api_endpoint=bigquery_emulator.endpoint)  # fmt: skip
@@ -179,5 +184,7 @@ def test_the_script_is_one_guarded_transaction(sinks: tuple[RealtimeStore, BigQu
     script = bq.batch_script(record(7, 3, T0, T0), bq.staging_table(7))
     assert script.count("BEGIN TRANSACTION") == 1 and script.count("COMMIT TRANSACTION") == 1
     guard = f"IF NOT EXISTS (SELECT 1 FROM `{bq.table(LEDGER_TABLE)}` WHERE batch_id = 7) THEN"
-    assert script.index(guard) < script.index("MERGE") < script.index(f"INSERT INTO `{bq.table(LEDGER_TABLE)}`")
+    assert (
+        script.index(guard) < script.index("MERGE") < script.index(f"INSERT INTO `{bq.table(LEDGER_TABLE)}`")
+    )
     assert pa is not None

@@ -45,7 +45,9 @@ LEGACY_NAMES = {"INTEGER": "INT64", "BOOLEAN": "BOOL", "FLOAT": "FLOAT64"}  # Bi
 
 
 def target_of(emulator: BigQueryEmulator, silver_dataset: str) -> BigQueryTarget:
-    return BigQueryTarget(project=emulator.project, silver_dataset=silver_dataset, api_endpoint=emulator.endpoint)
+    return BigQueryTarget(
+        project=emulator.project, silver_dataset=silver_dataset, api_endpoint=emulator.endpoint
+    )
 
 
 def files_rows(bucket: Bucket, table: str) -> list[tuple]:
@@ -53,7 +55,9 @@ def files_rows(bucket: Bucket, table: str) -> list[tuple]:
     columns = ", ".join(loaded_columns(CONTRACTS[table]))
     glob = bucket.local_path(f"silver/{table}")
     return sorted(
-        duckdb.sql(f"SELECT {columns} FROM read_parquet('{glob}/**/*.parquet', hive_partitioning=false)").fetchall(),
+        duckdb.sql(
+            f"SELECT {columns} FROM read_parquet('{glob}/**/*.parquet', hive_partitioning=false)"
+        ).fetchall(),
         key=repr,
     )
 
@@ -61,7 +65,7 @@ def files_rows(bucket: Bucket, table: str) -> list[tuple]:
 def bigquery_rows(client: bigquery.Client, table_id: str, table: str) -> list[tuple]:
     columns = ", ".join(loaded_columns(CONTRACTS[table]))
     arrow = client.query(f"SELECT {columns} FROM `{table_id}`").to_arrow(create_bqstorage_client=False)
-    return sorted(duckdb.sql("SELECT * FROM arrow").fetchall(), key=repr)
+    return sorted(duckdb.from_arrow(arrow).fetchall(), key=repr)
 
 
 def test_every_table_loads_row_for_row_and_a_rerun_replaces_it(

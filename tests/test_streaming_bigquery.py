@@ -103,7 +103,9 @@ def kill_once_staged(
         committed = -1 if progress.committed_batch is None else progress.committed_batch
         planned = progress.planned_batch
         if committed >= after_commits - 1 and planned is not None and planned > committed:
-            staged = [t.table_id for t in client.list_tables(dataset) if t.table_id.startswith(STAGING_PREFIX)]
+            staged = [
+                t.table_id for t in client.list_tables(dataset) if t.table_id.startswith(STAGING_PREFIX)
+            ]
             if f"{STAGING_PREFIX}{planned:012d}" in staged:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(30)
@@ -178,7 +180,7 @@ def test_two_sigkills_mid_batch_leave_exact_totals_in_bigquery(
         "hive_partitioning=true)"
     ).fetchall()
     assert len(bronze) == total and set(bronze) == {(m["partition"], m["offset"]) for m in messages}
-    staged = [t for t in client.list_tables(f"{settings.bigquery_project}.{settings.bigquery_realtime_dataset}")
-              if t.table_id.startswith(STAGING_PREFIX)]  # fmt: skip
+    dataset = f"{settings.bigquery_project}.{settings.bigquery_realtime_dataset}"
+    staged = [t for t in client.list_tables(dataset) if t.table_id.startswith(STAGING_PREFIX)]
     assert staged == []  # every staging table was dropped
     assert not (settings.warehouse_dir / "realtime.duckdb").exists()  # nothing fell back to DuckDB

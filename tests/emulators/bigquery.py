@@ -49,7 +49,9 @@ def _run(command: list[str], log: Path, env: dict[str, str] | None = None) -> No
     with log.open("ab") as out:
         out.write(f"$ {' '.join(command)}\n".encode())
         out.flush()
-        result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=INSTALL_TIMEOUT_S)
+        result = subprocess.run(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=INSTALL_TIMEOUT_S
+        )
     if result.returncode != 0:
         raise EmulatorUnavailable(f"`{' '.join(command[:4])} …` failed (exit {result.returncode}); see {log}")
 

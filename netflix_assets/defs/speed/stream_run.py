@@ -21,12 +21,12 @@ from dagster import (
 )
 from dagster_pyspark import PySparkResource
 
+from core.bigquery import table_id
 from core.bucket import Bucket
 from core.contracts.speed import SINK_KEYS
 from core.kafka.cluster import KafkaCluster
 from core.settings import Settings
 from core.spark import use_python
-from core.bigquery import table_id
 from core.warehouse import Warehouse
 from streaming.broker_reset import BrokerReset
 from streaming.job import GRACEFUL_STOP_TIMEOUT_S, StreamOptions, StreamSummary, run_stream
