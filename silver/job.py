@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 
 from core.bucket import Bucket
 from core.contracts.silver import CONTRACTS, DIMENSIONS, TABLE_ORDER, TableContract
+from core.spark import require_bucket_filesystem
 from core.stopwatch import Stopwatch
 from silver.outputs import written_tables
 from silver.reader import SilverInputError, check_header, parse_lines, read_numbered_lines
@@ -83,6 +84,7 @@ class SilverJob:
     """Runs the Silver rules for tables of one bucket in one Spark session."""
 
     def __init__(self, spark: SparkSession, bucket: Bucket, log: Any = None) -> None:
+        require_bucket_filesystem(spark, bucket.uri(""))  # gs:// without the GCS connector: say so now
         self.spark = spark
         self.bucket = bucket
         self.log = log or _log

@@ -27,6 +27,7 @@ from core.contracts.speed import QUERY_NAME, checkpoint_key
 from core.kafka.admin import ensure_topics
 from core.kafka.cluster import KafkaCluster
 from core.settings import Settings
+from core.spark import require_bucket_filesystem
 from core.warehouse import Warehouse, WarehouseLayout
 from streaming.broker_reset import (
     BrokerReset,
@@ -160,6 +161,7 @@ class _StreamRunner:
     ) -> None:
         self.spark, self.bucket, self.kafka, self.options = spark, bucket, kafka, options
         self.on_batch, self.on_reset, self.source = on_batch, on_reset, source
+        require_bucket_filesystem(spark, bucket.uri(""))  # checkpoints: gs:// needs the GCS connector
         self.store = open_realtime_sink(warehouse, options.retention_hours)  # DuckDB or BigQuery
         self.checkpoint = checkpoint_key(options.query_name)
         self.summary = StreamSummary()
