@@ -146,12 +146,11 @@ def test_stream_sinks_replace_a_replayed_batch_on_gcs(gcs_emulator: str, tmp_pat
         assert sink.write(replay, 3, "timestamp") == 1
         files = bucket.fs.glob(bucket.path(BRONZE_KEY) + "/**/*.parquet")
         assert [Path(f).name for f in files] == ["batch-0000000003-part-0.parquet"]
+        glob = bucket.uri(BRONZE_KEY) + "/**/*.parquet"
         with written_tables(bucket) as tables:
             reads.append(
                 sorted(
-                    tables.con.execute(
-                        f"SELECT partition, \"offset\" FROM read_parquet('{bucket.uri(BRONZE_KEY)}/**/*')"
-                    ).fetchall()
+                    tables.con.execute(f"SELECT partition, \"offset\" FROM read_parquet('{glob}')").fetchall()
                 )
             )
     assert reads[0] == reads[1] == [(0, 5), (1, 6), (2, 7)]
