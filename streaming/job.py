@@ -199,7 +199,7 @@ class _StreamRunner:
         try:
             if self.options.publish_dead_letters:
                 conf = self.kafka.client_config()
-                ensure_topics(conf, {self.kafka.dead_letter_topic: 1})
+                ensure_topics(conf, {self.kafka.dead_letter_topic: 1}, self.kafka.replication_factor)
                 dlq = DeadLetterPublisher(conf, self.kafka.dead_letter_topic, self.kafka.topic)
             processor = MicroBatchProcessor(
                 self.spark, self.bucket, self.store, dlq, self.kafka.topic, self._record, batch_id_base
