@@ -38,6 +38,7 @@ from google.cloud import bigquery
 
 from core.bigquery import JOB_TIMEOUT_S, RETRY, ensure_dataset, literal, naive_utc, quoted, table_id
 from core.contracts.speed import ALERTS_TABLE, ENGAGEMENT_TABLE, LEDGER_TABLE
+from core.stopwatch import Stopwatch
 from core.warehouse import BigQueryTarget, WarehouseLayout
 from streaming.churn import SEGMENT_KEYS, WINDOW_MINUTES
 from streaming.realtime_store import (
@@ -123,6 +124,7 @@ class BigQueryRealtimeStore:
         self.client, self.target, self.layout = client, target, layout
         self.retention_hours = retention_hours
         self.dataset = target.realtime_dataset
+        self.last_timing: dict[str, float] = {}  # seconds per step of the last commit_batch
         self.schema = realtime_schema()
         self._ledger_values = self._ledger_columns()
         ensure_dataset(client, target, self.dataset, DATASET_DESCRIPTION)
@@ -217,15 +219,21 @@ class BigQueryRealtimeStore:
         """Stage, then merge and record the batch in one transaction; returns the windows recomputed (0 if
         the ledger already had the batch). ``before_commit`` runs after staging, before the transaction:
         the stream waits there for its Parquet sinks, and if it raises nothing is committed."""
+        lap = Stopwatch(self.last_timing)
+        self.last_timing.clear()
         staged = self._stage(record.batch_id, sessions) if sessions.num_rows else None
+        lap("stage")
         try:
             if before_commit is not None:
                 before_commit()
+            lap("wait_for_sinks")
             job = self._run(self.batch_script(record, staged))
             applied, windows = next(iter(job.result()))
+            lap("transaction")
         finally:
             if staged is not None:
                 self.client.delete_table(staged, not_found_ok=True, retry=RETRY)
+                lap("drop_staging")
         if applied:
             self._count(record)
         else:
