@@ -78,8 +78,10 @@ def silver(work: Path, raw: Path, name: str, master_env: dict[str, str]) -> dict
     [line] = [x for x in (data_dir / "silver.log").read_text().splitlines() if x.startswith("RESULT ")]
     timing = json.loads(line.removeprefix("RESULT "))
     shutil.rmtree(data_dir)
-    return {"wall_s": round(wall, 1), "spark_start_s": round(timing["spark_start_seconds"], 1),
-            "silver_s": round(timing["silver_seconds"], 1), "load_before": before, "load_after": load()}  # fmt: skip
+    return {
+        "wall_s": round(wall, 1), "spark_start_s": round(timing["spark_start_seconds"], 1),
+        "silver_s": round(timing["silver_seconds"], 1), "load_before": before, "load_after": load(),
+    }  # fmt: skip
 
 
 def stream(
@@ -98,8 +100,10 @@ def stream(
         raise SystemExit(f"no stream summary in {log}")
     seconds, batches, events = int(match[1]), int(match[2]), int(match[3].replace(",", ""))
     shutil.rmtree(data_dir)
-    return {"wall_s": round(wall, 1), "query_s": seconds, "batches": batches, "events": events,
-            "events_per_s_wall": round(events / wall), "load_before": before, "load_after": load()}  # fmt: skip
+    return {
+        "wall_s": round(wall, 1), "query_s": seconds, "batches": batches, "events": events,
+        "events_per_s_wall": round(events / wall), "load_before": before, "load_after": load(),
+    }  # fmt: skip
 
 
 def main() -> None:
