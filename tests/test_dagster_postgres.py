@@ -140,8 +140,18 @@ def test_sensor_launched_stream_and_a_batch_run_share_a_postgres_instance(
             tags = dict(_query(postgres, f"SELECT key, value FROM run_tags WHERE run_id = '{stream.run_id}'"))
             assert tags["netflix/layer"] == "speed" and tags["dagster/sensor_name"] == "speed_stream_sensor"
             assert not (home / "history").exists()  # nothing went to the default SQLite storage
-            assert instance.run_launcher.terminate(stream.run_id)
-            stopped = _wait("the stream to stop", lambda: _finished(instance, STREAM_JOB), daemon_log, 300)
+
+            # The code server dies with the stream it runs (a restarted code-location container): the run
+            # stays "started" in Postgres until the sensor finds it lost, fails it and launches a new one.
+            _kill_code_server_with_its_runs(home)
+            relaunch = lambda: _relaunched(instance, stream.run_id)  # noqa: E731
+            relaunched = _wait("the sensor to relaunch the stream", relaunch, daemon_log)
+            lost = instance.get_run_by_id(stream.run_id)
+            assert lost.status == DagsterRunStatus.FAILURE
+            assert any("is lost" in (e.message or "") for e in instance.all_logs(stream.run_id))
+            assert instance.run_launcher.terminate(relaunched.run_id)
+            stop = lambda: _finished(instance, STREAM_JOB, relaunched.run_id)  # noqa: E731
+            stopped = _wait("the stream to stop", stop, daemon_log, 300)
             assert stopped.status == DagsterRunStatus.CANCELED
         finally:
             instance.dispose()
@@ -157,9 +167,26 @@ def _runs(instance: DagsterInstance, job: str) -> list:
     return instance.get_runs(RunsFilter(job_name=job))
 
 
-def _finished(instance: DagsterInstance, job: str):
-    runs = [r for r in _runs(instance, job) if r.is_finished]
+def _finished(instance: DagsterInstance, job: str, run_id: str | None = None):
+    runs = [r for r in _runs(instance, job) if r.is_finished and run_id in (None, r.run_id)]
     return runs[0] if runs else None
+
+
+def _relaunched(instance: DagsterInstance, lost_run_id: str):
+    runs = [r for r in _runs(instance, STREAM_JOB) if r.run_id != lost_run_id]
+    return runs[0] if runs and runs[0].status == DagsterRunStatus.STARTED else None
+
+
+def _kill_code_server_with_its_runs(home: Path) -> None:
+    """SIGKILL the gRPC code server(s) of this instance and everything they started (our processes)."""
+    servers = [
+        p for p in _ours(home) if "grpc" in " ".join(p.cmdline()) and "dagster" in " ".join(p.cmdline())
+    ]
+    assert servers, [p.cmdline() for p in _ours(home)]
+    victims = [d for s in servers for d in s.children(recursive=True)] + servers
+    for victim in victims:
+        victim.kill()
+    psutil.wait_procs(victims, timeout=30)
 
 
 def _query(server: PostgresServer, sql: str) -> list[tuple]:
