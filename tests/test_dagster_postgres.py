@@ -88,13 +88,12 @@ def test_sensor_launched_stream_and_a_batch_run_share_a_postgres_instance(
         bucket = Bucket.from_settings(settings)
         generate(bucket, 0.01, seed=19)
         source = synthetic_source(Catalog.from_bucket(bucket), seed=2)
-        produce(
-            KafkaCluster.from_settings(settings),
-            source,
-            rate=0,
-            count=1_500,
-            client_conf=broker.client_config(),
-        )
+
+        def publish(count: int) -> None:
+            kafka = KafkaCluster.from_settings(settings)
+            produce(kafka, source, rate=0, count=count, client_conf=broker.client_config())
+
+        publish(1_500)
 
         env = {
             **settings.subprocess_env(), **postgres.env(), "DAGSTER_HOME": str(home),
@@ -144,13 +143,7 @@ def test_sensor_launched_stream_and_a_batch_run_share_a_postgres_instance(
             # The code server dies with the stream it runs (a restarted code-location container): the run
             # stays "started" in Postgres until the sensor finds it lost, fails it and launches a new one.
             _kill_code_server_with_its_runs(home)
-            produce(
-                KafkaCluster.from_settings(settings),
-                source,
-                rate=0,
-                count=300,
-                client_conf=broker.client_config(),
-            )
+            publish(300)  # new events: lag for the sensor to act on
             relaunch = lambda: _relaunched(instance, stream.run_id)  # noqa: E731
             relaunched = _wait("the sensor to relaunch the stream", relaunch, daemon_log)
             lost = instance.get_run_by_id(stream.run_id)

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,12 +29,13 @@ from core.settings import Settings
 from core.warehouse import WarehouseLayout
 from datagen import generate
 from embedded_broker.process import EmbeddedBroker
-from producer.publish import FAULT_HEADER, produce
+from producer.publish import produce
 from producer.sources import Catalog, synthetic_source
 from tests.spark_cluster import StandaloneCluster, cluster_settings_env, listening_addresses
 from tests.test_streaming_exactly_once import (
     KEYS,
     expected_engagement,
+    fault_counts,
     kill_mid_batch,
     read_topic,
     stream_env,
@@ -196,9 +196,8 @@ def test_the_stream_on_the_cluster_is_exactly_once_through_a_sigkill(
 
         messages = read_topic(conf, settings.kafka_topic)
         assert len(messages) == sent.acked == 2_500
-        faults = Counter(m["headers"].get(FAULT_HEADER, b"").decode() or None for m in messages)
-        on_time = [m["value"] for m in messages if FAULT_HEADER not in m["headers"]]
-        assert len(on_time) == len(messages) - sum(n for k, n in faults.items() if k is not None)
+        poison, late, on_time = fault_counts(messages)
+        assert len(on_time) == len(messages) - poison - late and poison > 0
         con = duckdb.connect()
         bronze = con.sql(f'SELECT partition, "offset" FROM {_parquet(data_dir, "speed/bronze")}').fetchall()
         assert len(bronze) == len(messages) and set(bronze) == {

@@ -9,13 +9,8 @@ messages on the topic and the raw CSVs, in plain DuckDB, never from the stream.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
-from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
@@ -24,26 +19,27 @@ from google.cloud import bigquery
 
 from core.bigquery import bigquery_client
 from core.bucket import Bucket
-from core.contracts.speed import ENGAGEMENT_TABLE, LEDGER_TABLE, checkpoint_key
+from core.contracts.speed import ENGAGEMENT_TABLE, LEDGER_TABLE
 from core.kafka.cluster import KafkaCluster
 from core.settings import Settings
 from core.warehouse import Warehouse
 from datagen import generate
 from embedded_broker.process import EmbeddedBroker
-from producer.publish import FAULT_HEADER, LATE, produce
+from producer.publish import produce
 from producer.sources import Catalog, synthetic_source
 from streaming.bigquery_store import STAGING_PREFIX
-from streaming.checkpoint import read_progress
 from tests.conftest import bigquery_settings
 from tests.emulators.bigquery import BigQueryEmulator
 from tests.test_streaming_exactly_once import (
     KEYS,
     expected_engagement,
+    fault_counts,
     kill_mid_batch,
     read_topic,
     stream_env,
     write_silver_watch_history,
 )
+from tests.test_streaming_exactly_once import start_stream as start_exactly_once_stream
 
 pytestmark = pytest.mark.slow
 FIRST_WAVE, SECOND_WAVE = 3_000, 1_000
@@ -82,39 +78,17 @@ def bigquery_env(settings: Settings) -> dict[str, str]:
 
 
 def start_stream(settings: Settings, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "stream", "--settings-from-env", "--trigger-seconds", "1",
-             *extra],
-            env=bigquery_env(settings), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    return start_exactly_once_stream(settings, log, *extra, env=bigquery_env(settings))
 
 
-def kill_once_staged(
-    settings: Settings, proc: subprocess.Popen[bytes], client: bigquery.Client, after_commits: int
-) -> int:
-    """SIGKILL the stream the moment the next batch's staging table exists; returns that batch id."""
-    bucket = Bucket.from_settings(settings)
+def is_staged(client: bigquery.Client, settings: Settings) -> Callable[[int], bool]:
+    """Whether a batch's staging table exists: its sessions are loaded, its transaction is next."""
     dataset = f"{settings.bigquery_project}.{settings.bigquery_realtime_dataset}"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the stream exited before it could be killed"
-        progress = read_progress(bucket, checkpoint_key())
-        committed = -1 if progress.committed_batch is None else progress.committed_batch
-        planned = progress.planned_batch
-        if committed >= after_commits - 1 and planned is not None and planned > committed:
-            staged = [
-                t.table_id for t in client.list_tables(dataset) if t.table_id.startswith(STAGING_PREFIX)
-            ]
-            if f"{STAGING_PREFIX}{planned:012d}" in staged:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(30)
-                return planned
-            time.sleep(0.01)
-            continue
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise AssertionError(f"no batch after {after_commits} commits was staged within 240 s")
+
+    def exists(batch: int) -> bool:
+        return f"{STAGING_PREFIX}{batch:012d}" in {t.table_id for t in client.list_tables(dataset)}
+
+    return exists
 
 
 def test_two_sigkills_mid_batch_leave_exact_totals_in_bigquery(
@@ -132,7 +106,10 @@ def test_two_sigkills_mid_batch_leave_exact_totals_in_bigquery(
     logs = [tmp_path / f"stream-{i}.log" for i in range(3)]
     killed = [kill_mid_batch(settings, start_stream(settings, logs[0]), after_commits=1, once_written=False)]
     second = produce(KafkaCluster.from_settings(settings), source, seed=9, **{**waves, "count": SECOND_WAVE})
-    killed.append(kill_once_staged(settings, start_stream(settings, logs[1]), client, killed[0] + 1))
+    second_run = start_stream(settings, logs[1])
+    killed.append(
+        kill_mid_batch(settings, second_run, killed[0] + 1, False, ready=is_staged(client, settings))
+    )
     final = start_stream(settings, logs[2], "--available-now")
     assert final.wait(300) == 0, logs[2].read_text()[-5000:]
     assert f"batch {killed[0]}: " not in logs[0].read_text() and f"batch {killed[0]}: " in logs[1].read_text()
@@ -144,11 +121,8 @@ def test_two_sigkills_mid_batch_leave_exact_totals_in_bigquery(
 
     messages = read_topic(conf, settings.kafka_topic)
     total = FIRST_WAVE + SECOND_WAVE
-    faults = Counter(m["headers"].get(FAULT_HEADER, b"").decode() or None for m in messages)
-    poison = sum(n for kind, n in faults.items() if kind not in (None, LATE))
-    late = faults[LATE]
+    poison, late, on_time = fault_counts(messages)
     assert poison == first.poison_total + second.poison_total and late == first.late + second.late
-    on_time = [m["value"] for m in messages if FAULT_HEADER not in m["headers"]]
 
     ledger = f"`{settings.bigquery_project}.{settings.bigquery_realtime_dataset}.{LEDGER_TABLE}`"
     [row] = client.query(
