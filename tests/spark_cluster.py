@@ -10,6 +10,7 @@ folders live under the cluster's own folder. Used by ``tests/test_spark_cluster.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import signal
@@ -141,13 +142,19 @@ class StandaloneCluster:
 
 
 def listening_addresses(processes: list[psutil.Process]) -> set[tuple[str, str, int]]:
-    """(process name, address, port) of every listening TCP socket of ``processes``."""
+    """(process name, address, port) of every listening TCP socket of ``processes``.
+
+    Java listens on IPv6 sockets; an IPv4-mapped address (``::ffff:127.0.0.1``) is reported as the IPv4
+    address it stands for, so "only 127.0.0.1" can be asserted as it reads.
+    """
     found = set()
     for proc in processes:
         try:
             for conn in proc.net_connections(kind="inet"):
                 if conn.status == psutil.CONN_LISTEN:
-                    found.add((proc.name(), conn.laddr.ip, conn.laddr.port))
+                    address = ipaddress.ip_address(conn.laddr.ip.split("%")[0])
+                    mapped = getattr(address, "ipv4_mapped", None)
+                    found.add((proc.name(), str(mapped or address), conn.laddr.port))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
