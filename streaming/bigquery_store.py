@@ -164,11 +164,29 @@ class BigQueryRealtimeStore:
         return job
 
     def _create_tables(self) -> None:
+        """Create missing tables; add columns the DuckDB sink gained since a table was created.
+
+        One ``ALTER`` per table that needs it, not one per column: BigQuery allows five metadata updates
+        per table in ten seconds.
+        """
         statements = []
         for name, columns in self.schema.items():
             body = ", ".join(f"{column} {bq_type}" for column, bq_type in columns)
             statements.append(f"CREATE TABLE IF NOT EXISTS {self._q(name)} ({body}) {LAYOUT.get(name, '')}")
         self._run(";\n".join(statements) + ";")
+        existing: dict[str, set[str]] = {}
+        columns_view = f"`{self.target.project}.{self.dataset}`.INFORMATION_SCHEMA.COLUMNS"
+        for table, column in self._run(f"SELECT table_name, column_name FROM {columns_view}").result():
+            existing.setdefault(table, set()).add(column)
+        for name, columns in self.schema.items():
+            added = [
+                f"ADD COLUMN IF NOT EXISTS {c} {t}" for c, t in columns if c not in existing.get(name, set())
+            ]
+            if added:
+                self._run(f"ALTER TABLE {self._q(name)} {', '.join(added)}")
+                log.warning(
+                    "%s: added column(s) %s", self.table(name), ", ".join(a.split()[-2] for a in added)
+                )
 
     def _drop_staging_tables(self) -> None:
         """Staging tables a crashed process left behind (their batches are replayed and staged again)."""

@@ -165,6 +165,26 @@ def test_the_bigquery_tables_have_the_duckdb_sinks_columns(
         assert [f.name for f in bq.client.get_table(bq.table(table)).schema] == duck_columns
 
 
+def test_a_column_the_duckdb_sink_gained_is_added_to_existing_tables(
+    bigquery_emulator: BigQueryEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dataset created by an older release gets the new ledger column (filled from BatchRecord) in place."""
+    target = BigQueryTarget(project=bigquery_emulator.project, realtime_dataset="rt_grown",
+                            api_endpoint=bigquery_emulator.endpoint)  # fmt: skip
+    BigQueryRealtimeStore(bigquery_client(target), target, WarehouseLayout(tmp_path / "a")).close()
+    grown = bigquery_store.SCHEMA_SQL.replace("rows_in BIGINT,", "rows_in BIGINT, valid_copy BIGINT,")
+    monkeypatch.setattr(bigquery_store, "SCHEMA_SQL", grown)
+    monkeypatch.setattr(bigquery_store, "COMPUTED_LEDGER_COLUMNS",
+                        {**bigquery_store.COMPUTED_LEDGER_COLUMNS, "valid_copy": "7"})  # fmt: skip
+    store = BigQueryRealtimeStore(bigquery_client(target), target, WarehouseLayout(tmp_path / "b"))
+    try:
+        store.commit_batch(record(0, 3, T0), session_table(sessions(5, 3)))
+        [(value,)] = store.client.query(f"SELECT valid_copy FROM `{store.table(LEDGER_TABLE)}`").result()
+        assert value == 7
+    finally:
+        store.close()
+
+
 def test_a_ledger_column_the_sink_cannot_fill_fails_at_start(
     bigquery_emulator: BigQueryEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
