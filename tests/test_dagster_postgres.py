@@ -36,8 +36,8 @@ from producer.publish import produce
 from producer.sources import Catalog, synthetic_source
 from tests.postgres_server import PostgresServer, server_binaries
 
-pytestmark = pytest.mark.slow
-DEADLINE_S = 900.0
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # two Spark JVMs and dbt on 2 shared cores
+DEADLINE_S = 1200.0
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_sensor_launched_stream_and_a_batch_run_share_a_postgres_instance(
         env = {
             **settings.subprocess_env(), **postgres.env(), "DAGSTER_HOME": str(home),
             "NETFLIX_DATA_DIR": str(data_dir), "NETFLIX_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-            "NETFLIX_SPARK_MASTER": "local[1]", "NETFLIX_SPARK_DRIVER_MEMORY": "1g",
+            "NETFLIX_SPARK_MASTER": "local[2]", "NETFLIX_SPARK_DRIVER_MEMORY": "1g",
             "NETFLIX_SPARK_SHUFFLE_PARTITIONS": "2", "NETFLIX_STREAM_TRIGGER_SECONDS": "2",
         }  # fmt: skip
         for name, value in postgres.env().items():
@@ -115,9 +115,12 @@ def test_sensor_launched_stream_and_a_batch_run_share_a_postgres_instance(
             stream = _wait(
                 "the sensor to launch the stream", lambda: _runs(instance, STREAM_JOB), daemon_log
             )[0]
+            # One process for the run's steps: on 2 shared cores a subprocess per step costs a minute each.
+            run_config = tmp_path / "batch-run.yaml"
+            run_config.write_text("execution:\n  config:\n    in_process: {}\n")
             launch = subprocess.run(
                 [str(Path(sys.executable).parent / "dagster"), "job", "launch", "-j", batch_layer_job.name,
-                 "-w", "workspace.yaml"],
+                 "-w", "workspace.yaml", "-c", str(run_config)],
                 cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
             )  # fmt: skip
             assert launch.returncode == 0, launch.stdout[-3000:] + launch.stderr[-3000:]
