@@ -2,10 +2,11 @@
 
 The cluster runs on 127.0.0.1 from the pyspark package (``tests/spark_cluster.py``); the jobs run as
 separate processes whose only difference from a local run is ``NETFLIX_SPARK_MASTER=spark://127.0.0.1:P``
-(plus executor sizing). Silver on the cluster must equal Silver on ``local[2]`` row for row; the stream,
-SIGKILLed mid-batch on the cluster and restarted, must give the independently computed engagement
-windows (``tests/test_streaming_exactly_once.py``'s expectation) and every message exactly once. Every
-listening socket of the daemons, executors and drivers must be on 127.0.0.1.
+(plus executor sizing). Silver on the cluster must equal the independent reference row for row, as Silver
+on ``local[*]`` does (``tests/test_marts_correctness.py``); the stream, SIGKILLed mid-batch on the cluster
+and restarted, must give the independently computed engagement windows
+(``tests/test_streaming_exactly_once.py``'s expectation) and every message exactly once. Every listening
+socket of the daemons, executors and drivers must be on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import psutil
 import pytest
 
 from core.bucket import Bucket
-from core.contracts.silver import CONTRACTS, TABLE_ORDER
 from core.kafka.cluster import KafkaCluster
 from core.settings import Settings
 from core.warehouse import WarehouseLayout
@@ -31,7 +31,9 @@ from datagen import generate
 from embedded_broker.process import EmbeddedBroker
 from producer.publish import produce
 from producer.sources import Catalog, synthetic_source
+from reference.marts import compute_reference
 from tests.spark_cluster import StandaloneCluster, cluster_settings_env, listening_addresses
+from tests.test_marts_correctness import silver_differences
 from tests.test_streaming_exactly_once import (
     KEYS,
     expected_engagement,
@@ -135,26 +137,25 @@ def _parquet(data_dir: Path, key: str) -> str:
     return f"read_parquet('{data_dir / 'bucket' / key}/**/*.parquet', hive_partitioning = true)"
 
 
-def test_silver_on_the_cluster_equals_silver_on_local(
+def test_silver_on_the_cluster_equals_the_reference(
     cluster: StandaloneCluster, raw: Path, tmp_path: Path
 ) -> None:
-    local, _ = run_silver(tmp_path / "local", raw, {}, cluster)
+    """Spark Silver on ``local[*]`` equals the independent DuckDB reference row for row
+    (``tests/test_marts_correctness.py``); on the cluster it must too, so both runs give the same tables."""
     on_cluster, watch = run_silver(
         tmp_path / "cluster", raw, cluster_settings_env(cluster.master_url), cluster
     )
-    assert local["master"] == "local[2]" and on_cluster["master"] == cluster.master_url
+    assert on_cluster["master"] == cluster.master_url
     assert len(watch.executors) == 2  # the work ran in the two workers' executors, not in the driver
-    assert on_cluster["tables"] == local["tables"]
-    con = duckdb.connect()
-    for table in TABLE_ORDER:
-        for key in (CONTRACTS[table].silver_key, CONTRACTS[table].quarantine_key):
-            path = "_source_file" if key.startswith("silver") else "source_file"  # differs: two buckets
-            a, b = _parquet(tmp_path / "local", key), _parquet(tmp_path / "cluster", key)
-            for left, right in ((a, b), (b, a)):
-                rows = con.sql(
-                    f"SELECT * EXCLUDE ({path}) FROM {left} EXCEPT ALL SELECT * EXCLUDE ({path}) FROM {right}"
-                ).fetchall()
-                assert rows == [], (key, rows[:3])
+    reference = compute_reference(raw)
+    try:
+        assert silver_differences(reference, Bucket.at(str(tmp_path / "cluster" / "bucket"))) == {}
+        for table, (silver, quarantined) in on_cluster["tables"].items():
+            counts = [reference.execute(f"SELECT count(*) FROM {kind}_{table}").fetchone()[0]
+                      for kind in ("silver", "quarantine")]  # fmt: skip
+            assert counts == [silver, quarantined], table
+    finally:
+        reference.close()
     assert {addr for _, addr, _ in watch.seen} == {"127.0.0.1"}, watch.seen
     assert any(port == cluster.port for _, _, port in watch.seen)
 
