@@ -36,8 +36,8 @@ from producer.publish import produce
 from producer.sources import Catalog, synthetic_source
 from tests.postgres_server import PostgresServer, server_binaries
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # two Spark JVMs and dbt on 2 shared cores
-DEADLINE_S = 1200.0
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]  # two Spark JVMs and dbt on 2 shared cores
+DEADLINE_S = 1800.0
 
 
 @pytest.fixture(scope="module")
