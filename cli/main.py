@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from core.settings import get_settings
+from core.settings import InvalidSettings, get_settings
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("cli.generate", "write the six Kaggle-shaped CSVs into the bucket's raw/"),
@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         if name in (sys.argv[1:2] if argv is None else argv[:1]):
             importlib.import_module(module_name).add_arguments(sub_parser)
     args = parser.parse_args(argv)
-    return int(importlib.import_module(args._module).run(args, get_settings()) or 0)
+    try:
+        settings = get_settings()
+    except InvalidSettings as exc:  # one message naming every variable to fix, not a traceback
+        print(f"netflix-lambda: {exc}", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(args._module).run(args, settings) or 0)
 
 
 if __name__ == "__main__":

@@ -94,6 +94,21 @@ class BigQueryTarget:
     location: str = "US"
     method: str = "oauth"
     keyfile: str | None = None
+    realtime_dataset: str = "realtime"
+    api_endpoint: str | None = None  # an emulator (tests, benchmarks); anonymous credentials
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BigQueryTarget:
+        return cls(
+            project=settings.bigquery_project,
+            dataset=settings.bigquery_dataset,
+            silver_dataset=settings.bigquery_silver_dataset,
+            location=settings.bigquery_location,
+            method=settings.bigquery_method,
+            keyfile=settings.bigquery_keyfile,
+            realtime_dataset=settings.bigquery_realtime_dataset,
+            api_endpoint=settings.bigquery_api_endpoint,
+        )
 
 
 @dataclass(frozen=True)
@@ -106,15 +121,12 @@ class Warehouse:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Warehouse:
-        bigquery = BigQueryTarget(
-            project=settings.bigquery_project,
-            dataset=settings.bigquery_dataset,
-            silver_dataset=settings.bigquery_silver_dataset,
-            location=settings.bigquery_location,
-            method=settings.bigquery_method,
-            keyfile=settings.bigquery_keyfile,
-        )
+        bigquery = BigQueryTarget.from_settings(settings)
         return cls(WarehouseKind(settings.warehouse), WarehouseLayout.from_settings(settings), bigquery)
+
+    @property
+    def on_bigquery(self) -> bool:
+        return self.kind is WarehouseKind.BIGQUERY
 
 
 def connect_serving(settings: Settings | WarehouseLayout) -> duckdb.DuckDBPyConnection:
