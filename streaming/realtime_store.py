@@ -86,6 +86,14 @@ CREATE TABLE IF NOT EXISTS churn_risk_alerts (
     updated_at TIMESTAMP
 );
 """
+# What is only known once a batch is published (its latency) and what the SLO monitor reads from the
+# ledger's snapshot: added after the fact by ``record_outcome``, and to files made before these existed.
+OUTCOME_COLUMNS_SQL = """
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS published_at DOUBLE;
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS latency_p50_s DOUBLE;
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS latency_p95_s DOUBLE;
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS dead_by_reason VARCHAR;
+"""
 
 
 PARTIALS_SQL = f"""
@@ -148,6 +156,7 @@ class RealtimeStore:
                 f"realtime warehouse (is a stream already running?): {exc}"
             ) from exc
         self.con.execute(SCHEMA_SQL)
+        self.con.execute(OUTCOME_COLUMNS_SQL)
         write_owner(layout)
 
     def close(self) -> None:
@@ -205,7 +214,9 @@ class RealtimeStore:
                 windows = self._merge(record.batch_id)
             self._prune(record)
             con.execute(
-                "INSERT INTO stream_batches VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO stream_batches (batch_id, committed_at, rows_in, valid, dead_letters, late, "
+                "watermark, max_event_time, input_offsets, windows_updated, processing_s) "
+                "VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     record.batch_id, record.rows_in, record.valid, record.dead_letters, record.late,
                     record.watermark, record.max_event_time, json.dumps(record.input_offsets), windows,
@@ -339,6 +350,26 @@ class RealtimeStore:
             horizon = f"?::TIMESTAMP - INTERVAL {float(self.retention_hours) * 3600:.0f} SECOND"
             for table in ("engagement_health_realtime", "churn_risk_alerts"):
                 con.execute(f"DELETE FROM {table} WHERE window_end < {horizon}", [record.max_event_time])
+
+    def record_outcome(
+        self,
+        batch_id: int,
+        published_at: float,
+        latency_p50_s: float | None,
+        latency_p95_s: float | None,
+        dead_by_reason: dict[str, int],
+    ) -> None:
+        """Add what is known once the batch is published to its ledger row, and republish the ledger.
+
+        The SLO monitor reads latency and dead-letter reasons from ``realtime/stream_batches.parquet``
+        (it must not open this file); ``published_at`` is epoch seconds, free of time-zone conventions.
+        """
+        self.con.execute(
+            "UPDATE stream_batches SET published_at = ?, latency_p50_s = ?, latency_p95_s = ?, "
+            "dead_by_reason = ? WHERE batch_id = ?",
+            [published_at, latency_p50_s, latency_p95_s, json.dumps(dead_by_reason), batch_id],
+        )
+        self.layout.publish_realtime_snapshot(self.con, "stream_batches")
 
     # -- publication --------------------------------------------------------------------------------
     def publish(self) -> dict[str, str]:

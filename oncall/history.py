@@ -1,0 +1,132 @@
+"""``slo_samples``: every SLI sample, in the warehouse folder's ``oncall.duckdb``, owned by the monitor alone.
+
+DuckDB allows one writer per file and no reader beside it (docs/architecture.md), so the monitor holds this
+file the way the stream holds ``realtime.duckdb``, and publishes what readers need by write-then-rename:
+``oncall/slo_status.parquet`` after every sample and ``oncall/slo_samples/<YYYYMMDDHH>.parquet`` (one file
+per hour, the current hour rewritten every ``publish_every_s``). ``core.warehouse.connect_serving`` shows
+them as ``oncall.slo_status`` and ``oncall.slo_samples``. Error budgets and burn rates are computed here,
+from the history, so a restarted monitor picks up where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from core.warehouse import WarehouseLayout
+from oncall.sample import Sample, utc_naive
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS slo_samples (
+    slo VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, value DOUBLE, good BOOLEAN, details VARCHAR
+)
+"""
+HOUR_FORMAT = "%Y%m%d%H"
+PRUNE_EVERY_S = 3600.0
+
+
+class HistoryBusy(RuntimeError):
+    """Another monitor already holds ``oncall.duckdb``."""
+
+
+class SampleHistory:
+    """Appends samples, counts good/bad per SLO over windows, publishes Parquet snapshots."""
+
+    def __init__(self, layout: WarehouseLayout, retention_s: float, publish_every_s: float = 30.0) -> None:
+        self.layout = layout
+        self.retention_s = retention_s
+        self.publish_every_s = publish_every_s
+        layout.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(layout.oncall_db), config={"threads": 1})
+        except duckdb.IOException as exc:
+            raise HistoryBusy(
+                f"{layout.oncall_db} is held by another process: only one SLO monitor may run per warehouse "
+                f"(is `netflix-lambda monitor` already running?): {exc}"
+            ) from exc
+        self.con.execute(SCHEMA_SQL)
+        self._published_at = 0.0
+        self._published_hour: str | None = None
+        self._pruned_at = 0.0
+
+    def close(self) -> None:
+        self.con.close()
+
+    def append(self, samples: list[Sample]) -> None:
+        rows = [(s.slo, s.at, s.value, s.good, json.dumps(s.details, default=str)) for s in samples]
+        self.con.executemany("INSERT INTO slo_samples VALUES (?, ?, ?, ?, ?)", rows)
+
+    def counts(self, now: float, windows: list[float]) -> dict[str, dict[float, tuple[int, int]]]:
+        """``{slo: {window_s: (samples with a verdict, bad samples)}}`` over each window ending at ``now``."""
+        if not windows:
+            return {}
+        starts = [utc_naive(now - w) for w in windows]
+        columns = ", ".join(
+            f"count(good) FILTER (WHERE ts > ${i + 1}), count(*) FILTER (WHERE ts > ${i + 1} AND NOT good)"
+            for i in range(len(windows))
+        )
+        oldest = f"${len(windows) + 1}"
+        rows = self.con.execute(
+            f"SELECT slo, {columns} FROM slo_samples WHERE ts > {oldest} GROUP BY slo",
+            [*starts, min(starts)],
+        ).fetchall()
+        return {
+            row[0]: {w: (int(row[1 + 2 * i]), int(row[2 + 2 * i])) for i, w in enumerate(windows)}
+            for row in rows
+        }
+
+    def recent(self, slo: str, limit: int) -> list[tuple[Any, ...]]:
+        """Newest samples of one SLO (ts, value, good), newest first."""
+        return self.con.execute(
+            "SELECT ts, value, good FROM slo_samples WHERE slo = ? ORDER BY ts DESC LIMIT ?", [slo, limit]
+        ).fetchall()
+
+    # -- publication --------------------------------------------------------------------------------
+    def publish(self, now: float, status_rows: list[dict[str, Any]]) -> None:
+        """The status after every sample; the current hour of samples every ``publish_every_s``."""
+        folder = self.layout.oncall_snapshots
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomically(pa.Table.from_pylist(status_rows), folder / "slo_status.parquet")
+        hour = utc_naive(now).strftime(HOUR_FORMAT)
+        if hour != self._published_hour or now - self._published_at >= self.publish_every_s:
+            if self._published_hour not in (None, hour):
+                self._publish_hour(self._published_hour)  # close the previous hour with its last samples
+            self._publish_hour(hour)
+            self._published_hour, self._published_at = hour, now
+        if now - self._pruned_at >= PRUNE_EVERY_S:
+            self.prune(now)
+            self._pruned_at = now
+
+    def _publish_hour(self, hour: str) -> None:
+        start = datetime.strptime(hour, HOUR_FORMAT)  # naive UTC, like the hour it was formatted from
+        end = start + timedelta(hours=1)
+        target = self.layout.oncall_snapshots / "slo_samples" / f"{hour}.parquet"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        self.con.execute(
+            f"COPY (SELECT * FROM slo_samples WHERE ts >= TIMESTAMP '{start}' AND ts < TIMESTAMP '{end}' "
+            f"ORDER BY ts, slo) TO '{tmp}' (FORMAT parquet)"
+        )
+        os.replace(tmp, target)
+
+    def prune(self, now: float) -> None:
+        """Drop samples (and published hours) older than the retention."""
+        horizon = utc_naive(now - self.retention_s)
+        self.con.execute("DELETE FROM slo_samples WHERE ts < ?", [horizon])
+        oldest_hour = horizon.strftime(HOUR_FORMAT)
+        for part in (self.layout.oncall_snapshots / "slo_samples").glob("*.parquet"):
+            if part.stem < oldest_hour:
+                part.unlink(missing_ok=True)
+
+
+def _write_atomically(table: pa.Table, target: Path) -> None:
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp)
+    os.replace(tmp, target)
