@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "produce": ("cli.produce", "publish watch events to the event topic (synthetic or replay, with faults)"),
     "stream": ("cli.stream", "run the speed layer's streaming query (Kafka → speed/ → realtime tables)"),
     "dbt": ("cli.dbt", "run dbt by hand with this deployment's --vars, target and folders"),
+    "monitor": ("cli.monitor", "run the SLO monitor: sample the SLIs, page, resolve (docs/slos.md)"),
 }
 
 

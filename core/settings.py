@@ -208,6 +208,11 @@ class Settings(BaseSettings):
         None,
         description="Name of this deployment in alerts and in PagerDuty dedup keys (default: the host name).",
     )
+    dagster_ui_url: str | None = Field(
+        None,
+        description="Base URL of the Dagster UI that alert links point to (default "
+        "`http://127.0.0.1:<NETFLIX_DAGSTER_PORT>`).",
+    )
     runbook_base_url: str | None = Field(
         None,
         description="Where alert links point for runbooks, e.g. your repository's `docs/runbooks` web URL "

@@ -37,6 +37,7 @@ class EndOffsetProbe:
             }
         )
         self.tail_timestamps_ms: dict[int, int] = {}
+        self.cluster_id: str | None = None  # as the broker reported it at the last end_offsets call
 
     def close(self) -> None:
         self._consumer.close()
@@ -132,6 +133,7 @@ class EndOffsetProbe:
 
     def _partitions(self, topic: str, timeout_s: float) -> list[int]:
         metadata = self._consumer.list_topics(topic, timeout=timeout_s)
+        self.cluster_id = metadata.cluster_id
         info = metadata.topics.get(topic)
         if info is None or info.error is not None or not info.partitions:
             raise KafkaException(
