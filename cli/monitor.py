@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from core.processes import stop_on_signals
@@ -17,6 +19,7 @@ from oncall.history import HistoryBusy
 
 log = logging.getLogger("oncall.monitor")
 CONFIG_ERROR_EXIT_CODE = 2
+STALL_EXIT_CODE = 3  # oncall.monitor.STALL_EXIT_CODE (not imported here: it loads DuckDB and Kafka)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,3 +60,76 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         log.error("%s", exc)
         return 1
     return monitor.run(stop)
+
+
+class SupervisedMonitor:
+    """The SLO monitor as one service of ``netflix-lambda up``: checked before anything starts, restarted
+    (with an ERROR line saying so) when it dies, and its alerts echoed on the launcher's terminal from the
+    alert log, whichever process delivered them (the monitor, or Dagster's watchdog)."""
+
+    NAME = "slo monitor"
+    QUICK_DEATH_S = 10.0  # dying sooner than this after a start slows the restarts down (1, 2, 4 … 60 s)
+
+    def __init__(
+        self,
+        settings: Settings,
+        executable: str,
+        traffic_expected: bool,
+        spawn: Callable[[str, list[str]], object],
+    ) -> None:
+        from oncall.notifiers.alert_log import AlertLogFollower
+
+        self.settings = settings
+        self.spawn = spawn
+        self.log_file = settings.oncall_dir / "monitor.log"
+        self.argv = [executable, "monitor", "--log-file", str(self.log_file)]
+        if not traffic_expected:
+            self.argv.append("--no-traffic-expected")
+        self.alerts = AlertLogFollower(settings.resolved_alert_log_file)
+        self.restarts = 0
+        self.quick_deaths = 0
+        self.started_at = 0.0
+        self.restart_at: float | None = None
+
+    def check(self) -> None:
+        """Fail the launch at once, naming the key, if the SLO file is malformed."""
+        try:
+            load_slo_book(self.settings)
+        except SloFileError as exc:
+            raise SystemExit(f"the SLO monitor cannot start: {exc}") from None
+
+    def start(self) -> None:
+        self.started_at = time.monotonic()
+        self.spawn(self.NAME, self.argv)
+        log.info("SLO monitor started: alerts go to %s; alert log %s, monitor log %s",
+                 ", ".join(self.settings.notifier_names), self.settings.resolved_alert_log_file,
+                 self.log_file)  # fmt: skip
+
+    def exited(self, code: int | None) -> bool:
+        """The monitor exited: schedule its restart (True), or not when its configuration is wrong."""
+        if code == CONFIG_ERROR_EXIT_CODE:
+            log.error("the SLO monitor cannot start (its configuration is wrong); see %s", self.log_file)
+            return False
+        quick = time.monotonic() - self.started_at < self.QUICK_DEATH_S
+        self.quick_deaths = self.quick_deaths + 1 if quick else 0
+        delay = float(min(2 ** (self.quick_deaths - 1), 60)) if quick else 0.0
+        self.restart_at = time.monotonic() + delay
+        log.error(
+            "the SLO monitor exited with code %s%s; restarting it in %.0f s (restart %d). Nobody watches the "
+            "SLOs until it is back; its log: %s",
+            code,
+            " (one of its samples hung)" if code == STALL_EXIT_CODE else "",
+            delay,
+            self.restarts + 1,
+            self.log_file,
+        )
+        return True
+
+    def poll(self) -> None:
+        """Every supervisor loop: restart when due, echo new alerts."""
+        if self.restart_at is not None and time.monotonic() >= self.restart_at:
+            self.restart_at = None
+            self.restarts += 1
+            self.start()
+        for entry in self.alerts.new_entries():
+            (log.warning if entry.get("action") == "resolve" else log.error)("ALERT %s", entry.get("line"))
