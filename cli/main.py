@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
+
+from pydantic import ValidationError
 
 from core.settings import get_settings
 
@@ -33,7 +36,18 @@ def main(argv: list[str] | None = None) -> int:
         if name in (sys.argv[1:2] if argv is None else argv[:1]):
             importlib.import_module(module_name).add_arguments(sub_parser)
     args = parser.parse_args(argv)
-    return int(importlib.import_module(args._module).run(args, get_settings()) or 0)
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # a wrong or missing NETFLIX_* setting: say which, no traceback
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        print(f"netflix-lambda: the settings are invalid: {problems}", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(args._module).run(args, settings) or 0)
+
+
+def _problem(error: Any) -> str:
+    field = f"NETFLIX_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+    return field + str(error["msg"]).removeprefix("Value error, ")
 
 
 if __name__ == "__main__":
