@@ -39,7 +39,7 @@ def post_json(
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.status, response.read().decode(errors="replace")
     except urllib.error.HTTPError as exc:
-        text = exc.read().decode(errors="replace")[:300]
+        text = _redacted(exc.read().decode(errors="replace"), url)[:300]
         if exc.code == 429:
             retry_after = _seconds(exc.headers.get("Retry-After"))
             raise DeliveryFailed(f"{host_of(url)} rate-limited us (HTTP 429)", retry_after) from None
@@ -50,6 +50,15 @@ def post_json(
     except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryFailed(f"cannot reach {host_of(url)}: {reason}") from None
+
+
+def _redacted(text: str, url: str) -> str:
+    """The answer without the URL's path or query, which some servers echo back (they hold tokens)."""
+    parts = urlsplit(url)
+    for secret in (parts.path, parts.query):
+        if len(secret) > 1:
+            text = text.replace(secret, "<redacted>")
+    return text
 
 
 def _seconds(header: str | None) -> float | None:
