@@ -30,6 +30,7 @@ class Received:
     headers: dict[str, str]
     body: Any
     status: int
+    answer: Any = None
 
 
 @dataclass
@@ -94,7 +95,7 @@ class AlertReceiver:
         else:
             status, answer = 404, {"error": f"unknown path {path}"}
         with self._lock:
-            self.received.append(Received(time.time(), path, headers, body, status))
+            self.received.append(Received(time.time(), path, headers, body, status, answer))
         return status, answer
 
     def _pagerduty(self, body: Any) -> tuple[int, Any]:
