@@ -1,8 +1,8 @@
 """On-call end to end, on real components: the embedded broker, a real producer and a real Spark stream
 (``netflix-lambda produce`` / ``stream`` subprocesses), the real SLO monitor (``netflix-lambda monitor``)
 and real Dagster runs and sensors, with a local HTTP receiver on 127.0.0.1 standing in for PagerDuty,
-Slack and an Alertmanager receiver. What a page should say is computed here from the topic and the
-stream's checkpoint, independently of the monitor.
+Slack and an Alertmanager receiver (``tests/oncall_stack.py``). What a page should say is computed here
+from the topic and the stream's checkpoint, independently of the monitor.
 
 The scenarios share one stack and run in order; each leaves it healthy. Timing bounds are those the
 issue demands (a page within 30 s of the breach) and generous waits elsewhere.
@@ -14,193 +14,49 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-import yaml
-from confluent_kafka import Consumer, TopicPartition
 from dagster import AssetKey, DagsterInstance, Definitions, build_sensor_context, materialize
 
 from core.bucket import Bucket
-from core.checkpoint import read_progress
-from core.contracts.speed import DEAD_LETTER_KEY, checkpoint_key
-from core.kafka.cluster import KafkaCluster
-from core.kafka.offsets import end_offsets
+from core.contracts.speed import DEAD_LETTER_KEY
 from core.settings import Settings
-from datagen import generate
-from embedded_broker.process import EmbeddedBroker
 from netflix_assets.defs.oncall.context import Oncall
 from netflix_assets.defs.oncall.sensors import evaluate_failure_sensor, evaluate_status_sensor
 from netflix_assets.defs.oncall.status import MONITOR_CHECK, SLO_STATUS_KEY
 from netflix_assets.defs.raw.definitions import definitions as raw_definitions
 from netflix_assets.defs.silver.definitions import definitions as silver_definitions
 from netflix_assets.resources import build_resources
-from oncall.definitions import DEFAULT_SLO_FILE
-from oncall.heartbeat import STATUS_FILE, read_heartbeat, read_json
+from oncall.heartbeat import read_heartbeat
 from oncall.notifiers.alert_log import AlertLogFollower
-from tests.alert_receiver import AlertReceiver, Received, receiver_env
-from tests.test_streaming_exactly_once import write_silver_watch_history
+from tests.oncall_stack import OBJECTIVE_S, Stack, running_stack, slo_file
 
 pytestmark = pytest.mark.slow
-EXE = [sys.executable, "-m", "cli.main"]
-SOURCE = "netflix-lambda@test"
 PAGE_WITHIN_S = 30.0  # the issue's bound: a page within 30 s of the breach becoming true
-OBJECTIVE_S = 60.0
 TRAFFIC_SILENCE_S = 20  # the test's SLO file: warn after 20 s without an event (default 5 min)
 VALIDATION_WINDOW = "30s"
 RATE = 20
 
 
-def _dedup(key: str) -> str:
-    return f"{SOURCE}/{key}"
+def _slos(path: Path) -> Path:
+    def changes(document: dict[str, Any]) -> None:
+        document["slos"]["input_traffic"]["objective"] = {"max": TRAFFIC_SILENCE_S}
+        document["slos"]["validation_rate"]["window"] = VALIDATION_WINDOW
 
-
-@dataclass
-class Stack:
-    settings: Settings
-    env: dict[str, str]
-    receiver: AlertReceiver
-    broker: EmbeddedBroker
-    logs: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    # -- processes ------------------------------------------------------------------------------------
-    def start(self, name: str, *args: str) -> None:
-        with (self.logs / f"{name}.log").open("ab") as out:
-            self.procs[name] = subprocess.Popen(
-                [*EXE, *args], env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-    def stop(self, name: str, sig: signal.Signals = signal.SIGTERM) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is not None and proc.poll() is None:
-            os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout=90)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
-
-    def start_stream(self) -> None:
-        self.start("stream", "stream", "--trigger-seconds", "2")
-
-    def start_producer(self, poison_rate: float = 0.001) -> None:
-        self.start("producer", "produce", "--rate", str(RATE), "--poison-rate", str(poison_rate), "--quiet")
-
-    def start_monitor(self) -> None:
-        self.start("monitor", "monitor")
-
-    # -- observations -------------------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        return read_json(self.settings.oncall_dir / STATUS_FILE) or {}
-
-    def slo(self, name: str) -> dict[str, Any]:
-        return self.status().get("slos", {}).get(name, {})
-
-    def wait_for(self, what: str, check: Callable[[], Any], timeout_s: float) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = check()
-            if found:
-                return found
-            for name, proc in self.procs.items():
-                assert proc.poll() is None, f"{name} exited with {proc.returncode}:\n{self.tail(name)}"
-            time.sleep(0.5)
-        logs = "\n".join(f"{name}:\n{self.tail(name)}" for name in ("monitor", "stream", "producer"))
-        raise AssertionError(f"{what}: not within {timeout_s:.0f} s\n{logs}")
-
-    def monitor_samples(self) -> int:
-        beat = read_heartbeat(self.settings.oncall_dir)
-        return 0 if beat is None else beat.samples
-
-    def tail(self, name: str, lines: int = 25) -> str:
-        path = self.logs / f"{name}.log"
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
-
-    def pages(self, key: str, action: str = "trigger") -> list[Received]:
-        return self.receiver.pagerduty(action, _dedup(key))
-
-
-def _test_slo_file(path: Path) -> Path:
-    document = yaml.safe_load(DEFAULT_SLO_FILE.read_text())
-    document["slos"]["input_traffic"]["objective"] = {"max": TRAFFIC_SILENCE_S}
-    document["slos"]["validation_rate"]["window"] = VALIDATION_WINDOW
-    path.write_text(yaml.safe_dump(document))
-    return path
+    return slo_file(path, changes)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("oncall_e2e")
-    data_dir = root / "data"
-    logs = root / "logs"
-    logs.mkdir()
-    settings = Settings(_env_file=None, data_dir=data_dir)
-    cluster = KafkaCluster.from_settings(settings)
-    broker = EmbeddedBroker(cluster.state_dir, supervisor_pid=os.getpid(), topics=cluster.topics()).start()
-    bucket = Bucket.from_settings(settings)
-    generate(bucket, 0.02, seed=5)
-    write_silver_watch_history(bucket)
-    with AlertReceiver() as receiver:
-        env = {k: v for k, v in settings.subprocess_env().items() if not k.startswith("NETFLIX_")}
-        env.update(
-            NETFLIX_DATA_DIR=str(data_dir),
-            NETFLIX_SPARK_MASTER="local[2]",
-            NETFLIX_SPARK_SHUFFLE_PARTITIONS="2",
-            NETFLIX_SPARK_DRIVER_MEMORY="1g",
-            NETFLIX_SLO_FILE=str(_test_slo_file(root / "slos.yaml")),
-            NETFLIX_MONITOR_HEARTBEAT_MAX_AGE_S="20",
-            **receiver_env(receiver),
-        )
-        fields = {k.removeprefix("NETFLIX_").lower(): v for k, v in env.items() if k.startswith("NETFLIX_")}
-        up = Stack(Settings(_env_file=None, **fields), env, receiver, broker, logs)
-        try:
-            up.start_producer()
-            up.start_stream()
-            up.wait_for(
-                "the stream's first commit",
-                lambda: read_progress(bucket, checkpoint_key()).committed_batch,
-                300,
-            )
-            up.start_monitor()
-            up.wait_for("a fresh speed layer", lambda: up.slo("speed_freshness").get("good") is True, 180)
-            yield up
-        finally:
-            for name in list(up.procs):
-                up.stop(name, signal.SIGKILL if name == "stream" else signal.SIGTERM)
-            broker.stop()
-
-
-def _first_unreflected_ms(stack: Stack) -> dict[int, int]:
-    """Timestamp of the first message after the stream's committed offset, per lagging partition,
-    read with a plain consumer from the topic and the checkpoint (not through the monitor's code)."""
-    progress = read_progress(Bucket.from_settings(stack.settings), checkpoint_key())
-    conf = {"bootstrap.servers": stack.broker.bootstrap_servers}
-    ends = end_offsets(conf, stack.settings.kafka_topic)
-    consumer = Consumer({**conf, "group.id": "oncall-e2e-check", "enable.auto.commit": False})
-    found: dict[int, int] = {}
-    try:
-        for partition, end in ends.items():
-            committed = progress.offsets.get(partition, 0)
-            if committed >= end:
-                continue
-            consumer.assign([TopicPartition(stack.settings.kafka_topic, partition, committed)])
-            deadline = time.monotonic() + 30
-            while partition not in found and time.monotonic() < deadline:
-                message = consumer.poll(0.5)
-                if message is not None and message.error() is None:
-                    assert message.offset() == committed
-                    found[partition] = message.timestamp()[1]
-    finally:
-        consumer.close()
-    return found
+    extra = {"NETFLIX_MONITOR_HEARTBEAT_MAX_AGE_S": "20"}
+    with running_stack(root, _slos(root / "slos.yaml"), rate=RATE, extra_env=extra) as up:
+        yield up
 
 
 def test_a_stopped_stream_pages_once_within_30_s_and_resolves_once_across_a_monitor_restart(
@@ -211,7 +67,7 @@ def test_a_stopped_stream_pages_once_within_30_s_and_resolves_once_across_a_moni
     stack.stop("stream", signal.SIGKILL)  # what killing the streaming run's process does
     killed_at = time.time()
     page = stack.wait_for("the freshness page", lambda: stack.pages(key)[before:], 180)[0]
-    unreflected = _first_unreflected_ms(stack)
+    unreflected = stack.first_unreflected_ms()
     oldest_ms = min(unreflected.values())
     breach_at = oldest_ms / 1000.0 + OBJECTIVE_S
     latency = page.at - breach_at
