@@ -33,11 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.log_file:
+        args.log_file.parent.mkdir(parents=True, exist_ok=True)
     handler: logging.Handler = (
         logging.FileHandler(args.log_file) if args.log_file else logging.StreamHandler()
     )
-    if args.log_file:
-        args.log_file.parent.mkdir(parents=True, exist_ok=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     if args.no_traffic_expected:

@@ -1,0 +1,114 @@
+"""Breach → page latency of the SLO monitor over induced freshness incidents, and its CPU cost per sample.
+
+The stack is real (``tests/oncall_stack.py``): embedded broker, ``netflix-lambda produce`` at ``--rate``
+events/s, the Spark stream (2 s trigger), ``netflix-lambda monitor`` with the project's SLO file, and a
+local receiver speaking PagerDuty's Events API. Each incident freezes the stream (SIGSTOP to its process
+group: the driver, Spark's JVM and its Python workers), so the oldest unreflected event ages until the
+monitor pages. The breach moment is computed independently of the monitor, from the topic and the
+stream's checkpoint: the first uncommitted message's Kafka timestamp + 60 s; the page time is when the
+receiver got the trigger. Then SIGCONT: the stream catches up and the incident resolves.
+
+CPU per sample: the monitor process's user + system CPU (all its threads: sampling, DuckDB, notifier
+workers) over the samples it took during the run. Baseline, measured in the same run against the same
+broker: one exact end-offset probe (``EndOffsetProbe.end_offsets``), which the speed sensor already pays
+on every tick and which every monitor sample includes.
+
+Usage: ``.venv/bin/python bench/bench_oncall.py [--incidents 10] [--rate 20] [--interval 5]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from core.kafka.offsets import EndOffsetProbe
+from tests.oncall_stack import OBJECTIVE_S, Stack, running_stack, slo_file
+
+KEY = "speed_freshness:page"
+
+
+def induce(stack: Stack, number: int) -> dict[str, Any]:
+    """Freeze the stream until the page, thaw it, wait for the resolve; the incident's timings."""
+    done = len(stack.pages(KEY))
+    stack.wait_for("a healthy speed layer", lambda: stack.slo("speed_freshness").get("good") is True, 300)
+    stream = stack.procs["stream"]
+    os.killpg(stream.pid, signal.SIGSTOP)
+    frozen_at = time.time()
+    try:
+        page = stack.wait_for(f"page {number}", lambda: stack.pages(KEY)[done:], 300)[0]
+        oldest_ms = min(stack.first_unreflected_ms().values())
+    finally:
+        os.killpg(stream.pid, signal.SIGCONT)
+    breach_at = oldest_ms / 1000.0 + OBJECTIVE_S
+    resolve = stack.wait_for(f"resolve {number}", lambda: stack.pages(KEY, "resolve")[done:], 600)[0]
+    result = {
+        "incident": number,
+        "breach_after_freeze_s": round(breach_at - frozen_at, 2),
+        "breach_to_page_s": round(page.at - breach_at, 3),
+        "page_to_resolve_s": round(resolve.at - page.at, 1),
+    }
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def probe_cpu_per_call(stack: Stack, calls: int = 50) -> float:
+    """Baseline: CPU seconds of this process per exact end-offset probe."""
+    with EndOffsetProbe({"bootstrap.servers": stack.broker.bootstrap_servers}) as probe:
+        probe.end_offsets(stack.settings.kafka_topic)
+        started = time.process_time()
+        for _ in range(calls):
+            probe.end_offsets(stack.settings.kafka_topic)
+        return (time.process_time() - started) / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--incidents", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=20.0, help="producer events/s")
+    parser.add_argument("--interval", type=float, default=5.0, help="NETFLIX_SLO_SAMPLE_INTERVAL_S")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/oncall.json"))
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    root = Path(tempfile.mkdtemp(prefix="bench_oncall_"))
+    slos = slo_file(root / "slos.yaml", lambda document: None)  # the project's SLOs as they are
+    extra = {"NETFLIX_SLO_SAMPLE_INTERVAL_S": str(args.interval)}
+    with running_stack(root, slos, rate=args.rate, extra_env=extra) as stack:
+        monitor = psutil.Process(stack.procs["monitor"].pid)
+        cpu_before, samples_before = sum(monitor.cpu_times()[:2]), stack.monitor_samples()
+        incidents = [induce(stack, n + 1) for n in range(args.incidents)]
+        cpu_after, samples_after = sum(monitor.cpu_times()[:2]), stack.monitor_samples()
+        baseline = probe_cpu_per_call(stack)
+    latencies = [i["breach_to_page_s"] for i in incidents]
+    samples = samples_after - samples_before
+    report = {
+        "machine": f"{platform.node()} {os.cpu_count()} cores, Python {platform.python_version()}",
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "rate_events_per_s": args.rate,
+        "sample_interval_s": args.interval,
+        "incidents": incidents,
+        "breach_to_page_p50_s": round(statistics.median(latencies), 3),
+        "breach_to_page_max_s": round(max(latencies), 3),
+        "breach_to_page_min_s": round(min(latencies), 3),
+        "monitor_samples": samples,
+        "monitor_cpu_s": round(cpu_after - cpu_before, 2),
+        "monitor_cpu_ms_per_sample": round(1000 * (cpu_after - cpu_before) / max(samples, 1), 2),
+        "baseline_end_offset_probe_cpu_ms": round(1000 * baseline, 2),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k != "incidents"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
