@@ -12,15 +12,25 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster import AssetCheckSeverity, DagsterInstance, build_sensor_context, materialize
+from dagster import (
+    AssetCheckSeverity,
+    DagsterInstance,
+    DagsterRun,
+    DagsterRunStatus,
+    build_sensor_context,
+    materialize,
+)
 
 from cli.monitor import CONFIG_ERROR_EXIT_CODE, SupervisedMonitor
 from core.settings import Settings
 from core.warehouse import WarehouseLayout, connect_serving
 from netflix_assets.defs.oncall.assets import build_slo_status
 from netflix_assets.defs.oncall.context import Oncall
-from netflix_assets.defs.oncall.sensors import evaluate_status_sensor
+from netflix_assets.defs.oncall.sensors import evaluate_failure_sensor, evaluate_status_sensor
 from netflix_assets.defs.oncall.status import EVENTS_CHECK, MONITOR_CHECK
+from netflix_assets.defs.speed.jobs import JOB_NAME as STREAM_JOB
+from netflix_assets.defs.speed.sensors import CRASH_LOOP_RUNS
+from netflix_assets.defs.speed.stream_run import STREAM_ERROR_TAG
 from oncall.monitor import BROKER_FAILURES_TO_PAGE, Monitor
 from oncall.notifiers.alert_log import AlertLogFollower
 
@@ -113,3 +123,29 @@ def test_the_run_command_restarts_a_dead_monitor_says_so_and_echoes_alerts(
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=30)
     assert service.exited(CONFIG_ERROR_EXIT_CODE) is False, "a wrong configuration is not restarted"
+
+
+def test_the_crash_loop_guard_giving_up_pages_and_a_clean_run_resolves_it(tmp_path: Path) -> None:
+    """The speed sensor's guard (3 runs in a row whose stream failed) pages, through the same store."""
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")
+    oncall = Oncall.from_settings(settings)
+    instance = DagsterInstance.ephemeral()
+    for i in range(CRASH_LOOP_RUNS):
+        instance.add_run(DagsterRun(job_name=STREAM_JOB, run_id=f"{i}" * 36, status=DagsterRunStatus.FAILURE,
+                                    tags={STREAM_ERROR_TAG: "StreamFailedError"}))  # fmt: skip
+    with build_sensor_context(instance=instance) as context:
+        said = evaluate_failure_sensor(context, oncall)
+    assert "stopped relaunching" in said.skip_reason.skip_message
+    book = oncall.book()
+    oncall.dispatcher(book).drain()
+    instance.add_run(DagsterRun(job_name=STREAM_JOB, run_id="c" * 36, status=DagsterRunStatus.CANCELED))
+    with build_sensor_context(instance=instance, cursor=said.cursor) as context:
+        evaluate_failure_sensor(context, oncall)
+    oncall.dispatcher(book).drain()
+    entries = AlertLogFollower(settings.resolved_alert_log_file, from_start=True).new_entries()
+    assert [(e["key"], e["action"]) for e in entries] == [
+        ("stream_crash_loop", "trigger"),
+        ("stream_crash_loop", "resolve"),
+    ]
+    assert entries[0]["runbook"].endswith("/docs/runbooks/stream-crash-loop.md")
+    assert entries[0]["details"]["runs"][0] == f"{CRASH_LOOP_RUNS - 1}" * 36  # newest first
