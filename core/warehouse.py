@@ -94,6 +94,23 @@ class WarehouseLayout:
         return target
 
 
+class WarehouseFileBusy(RuntimeError):
+    """Another process holds a DuckDB file that has one writer by design."""
+
+
+def open_single_writer(path: Path, owner: str, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """The read-write connection of ``path``'s one writer; if another process holds it, say who should.
+
+    ``owner`` completes "only one … may …", e.g. "streaming query may own the realtime warehouse".
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"threads": threads} if threads else {}
+    try:
+        return duckdb.connect(str(path), config=config)
+    except duckdb.IOException as exc:
+        raise WarehouseFileBusy(f"{path} is held by another process: only one {owner}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class BigQueryTarget:
     """The BigQuery datasets of the production warehouse (credentials come from ADC or the keyfile)."""

@@ -16,11 +16,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.warehouse import WarehouseLayout
+from core.warehouse import WarehouseFileBusy, WarehouseLayout, open_single_writer
 from oncall.sample import Sample, utc_naive
 
 SCHEMA_SQL = """
@@ -43,14 +42,11 @@ class SampleHistory:
         self.layout = layout
         self.retention_s = retention_s
         self.publish_every_s = publish_every_s
-        layout.root.mkdir(parents=True, exist_ok=True)
         try:
-            self.con = duckdb.connect(str(layout.oncall_db), config={"threads": 1})
-        except duckdb.IOException as exc:
-            raise HistoryBusy(
-                f"{layout.oncall_db} is held by another process: only one SLO monitor may run per warehouse "
-                f"(is `netflix-lambda monitor` already running?): {exc}"
-            ) from exc
+            owner = "SLO monitor may run per warehouse (is `netflix-lambda monitor` already running?)"
+            self.con = open_single_writer(layout.oncall_db, owner, threads=1)
+        except WarehouseFileBusy as exc:
+            raise HistoryBusy(str(exc)) from exc
         self.con.execute(SCHEMA_SQL)
         self._published_at = 0.0
         self._published_hour: str | None = None

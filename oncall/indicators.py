@@ -7,6 +7,7 @@ without a verdict (``good=None``) and says why; the broker being unreachable is 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -29,17 +30,28 @@ class Context:
     measures_marts: bool  # False when the warehouse is BigQuery (no local batch file to date)
 
 
-def _unavailable(slo: Slo, now: float, exc: Exception) -> Sample:
-    return Sample(slo.name, now, None, None, {"headline": f"not measured: {exc}", "error": str(exc)})
+SliFunction = Callable[[Slo, Readings, Context], Sample]
 
 
+def _reads_the_topic(sli: SliFunction) -> SliFunction:
+    """An SLI of the topic: an unreadable topic gives a sample without a verdict that says why."""
+
+    @functools.wraps(sli)
+    def measured(slo: Slo, readings: Readings, ctx: Context) -> Sample:
+        try:
+            return sli(slo, readings, ctx)
+        except TopicUnavailable as exc:
+            details = {"headline": f"not measured: {exc}", "error": str(exc)}
+            return Sample(slo.name, readings.now, None, None, details)
+
+    return measured
+
+
+@_reads_the_topic
 def speed_freshness(slo: Slo, readings: Readings, ctx: Context) -> Sample:
     """Age of the oldest event the stream has not committed (0 when it committed everything)."""
     now = readings.now
-    try:
-        topic = readings.topic()
-    except TopicUnavailable as exc:
-        return _unavailable(slo, now, exc)
+    topic = readings.topic()
     oldest = min(topic.oldest_unreflected_ms.values(), default=None)
     age = max(now - oldest / 1000.0, 0.0) if oldest is not None else 0.0
     details = {
@@ -125,13 +137,11 @@ def marts_age(slo: Slo, readings: Readings, ctx: Context) -> Sample:
     return Sample(slo.name, now, age, slo.meets(age), details)
 
 
+@_reads_the_topic
 def input_silence(slo: Slo, readings: Readings, ctx: Context) -> Sample:
     """Seconds since the newest event on the topic (since the monitor started, if the topic is empty)."""
     now = readings.now
-    try:
-        topic = readings.topic()
-    except TopicUnavailable as exc:
-        return _unavailable(slo, now, exc)
+    topic = readings.topic()
     if topic.newest_ms is None:
         silence = now - ctx.monitor_started_at
         headline = f"no event on the topic since the monitor started {silence:.0f} s ago"
@@ -145,7 +155,7 @@ def input_silence(slo: Slo, readings: Readings, ctx: Context) -> Sample:
     return Sample(slo.name, now, silence, slo.meets(silence), details)
 
 
-SLIS: dict[str, Callable[[Slo, Readings, Context], Sample]] = {
+SLIS: dict[str, SliFunction] = {
     "speed_freshness": speed_freshness,
     "speed_latency_p95": speed_latency_p95,
     "validation_success_rate": validation_success_rate,

@@ -30,10 +30,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
-from core.warehouse import WarehouseLayout
+from core.warehouse import WarehouseLayout, open_single_writer
 from streaming.churn import SEGMENT_KEYS, WINDOW_MINUTES
 
 log = logging.getLogger(__name__)
@@ -147,14 +146,8 @@ class RealtimeStore:
     def __init__(self, layout: WarehouseLayout, retention_hours: float = 48.0) -> None:
         self.layout = layout
         self.retention_hours = retention_hours
-        layout.root.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(layout.realtime_db))
-        except duckdb.IOException as exc:
-            raise RuntimeError(
-                f"{layout.realtime_db} is held by another process: only one streaming query may own the "
-                f"realtime warehouse (is a stream already running?): {exc}"
-            ) from exc
+        owner = "streaming query may own the realtime warehouse (is a stream already running?)"
+        self.con = open_single_writer(layout.realtime_db, owner)
         self.con.execute(SCHEMA_SQL)
         self.con.execute(OUTCOME_COLUMNS_SQL)
         write_owner(layout)

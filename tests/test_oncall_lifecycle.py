@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -50,6 +51,22 @@ def _book(settings: Settings) -> IncidentBook:
     )
 
 
+@dataclass
+class Wired:
+    """Settings routed to the receiver, the incident store and a dispatcher over the real notifiers."""
+
+    settings: Settings
+    book: IncidentBook
+    dispatcher: Dispatcher
+
+
+@pytest.fixture
+def wired(tmp_path: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch) -> Wired:
+    settings = _settings(tmp_path, receiver, monkeypatch)
+    book = _book(settings)
+    return Wired(settings, book, Dispatcher(book, build_notifiers(settings), "netflix-lambda@test"))
+
+
 def _alert(value: float, key: str = "speed_freshness:page") -> Alert:
     links = Links.from_settings(Settings(_env_file=None))
     return Alert(
@@ -65,11 +82,9 @@ def _alert(value: float, key: str = "speed_freshness:page") -> Alert:
 
 
 def test_one_page_per_incident_threaded_resolve_after_n_healthy_samples(
-    tmp_path: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch
+    wired: Wired, receiver: AlertReceiver
 ) -> None:
-    settings = _settings(tmp_path, receiver, monkeypatch)
-    book = _book(settings)
-    dispatcher = Dispatcher(book, build_notifiers(settings), "netflix-lambda@test")
+    settings, book, dispatcher = wired.settings, wired.book, wired.dispatcher
     now = time.time() - 120  # sample times in the past: every queued notification is due at once
     for i in range(5):  # the breach persists over 5 samples: one incident, one page
         incident, opened = book.raise_alert(_alert(70.0 + 5 * i), now + 5 * i)
@@ -107,12 +122,8 @@ def test_one_page_per_incident_threaded_resolve_after_n_healthy_samples(
     assert entries[0]["runbook"] == runbook and "PAGE [speed_freshness]" in entries[0]["line"]
 
 
-def test_a_reminder_only_after_the_configured_time(
-    tmp_path: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    settings = _settings(tmp_path, receiver, monkeypatch)
-    book = _book(settings)
-    dispatcher = Dispatcher(book, build_notifiers(settings), "netflix-lambda@test")
+def test_a_reminder_only_after_the_configured_time(wired: Wired, receiver: AlertReceiver) -> None:
+    book, dispatcher = wired.book, wired.dispatcher
     now = time.time() - 1000
     book.raise_alert(_alert(70), now, reminder_after_s=600)
     book.raise_alert(_alert(80), now + 300, reminder_after_s=600)
@@ -180,12 +191,10 @@ def test_delivery_is_retried_with_backoff_until_the_destination_answers(
 
 
 def test_an_undelivered_page_is_dropped_when_its_incident_resolves(
-    tmp_path: Path, receiver: AlertReceiver, monkeypatch: pytest.MonkeyPatch
+    wired: Wired, receiver: AlertReceiver
 ) -> None:
-    settings = _settings(tmp_path, receiver, monkeypatch)
-    book = _book(settings)
+    settings, book, dispatcher = wired.settings, wired.book, wired.dispatcher
     receiver.fail_until = time.time() + 3600
-    dispatcher = Dispatcher(book, build_notifiers(settings), "netflix-lambda@test")
     book.raise_alert(_alert(70), time.time())
     dispatcher.drain()
     book.resolve("speed_freshness:page", time.time(), "healthy before anyone could be told")
