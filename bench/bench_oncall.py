@@ -22,16 +22,24 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
+import pyarrow as pa
 
 from core.kafka.offsets import EndOffsetProbe
+from core.settings import Settings
+from core.warehouse import WarehouseLayout
+from oncall.definitions import load_slo_book
+from oncall.history import SampleHistory
+from oncall.sample import Sample
 from tests.oncall_stack import OBJECTIVE_S, Stack, running_stack, slo_file
 
 KEY = "speed_freshness:page"
@@ -71,15 +79,50 @@ def probe_cpu_per_call(stack: Stack, calls: int = 50) -> float:
         return (time.process_time() - started) / calls
 
 
+def full_history_cost(root: Path, interval: float, days: float = 30.0, ticks: int = 20) -> dict[str, float]:
+    """CPU ms of the history's part of a sample (append, budget and burn-rate counts, publication) once
+    ``slo_samples`` holds a whole budget window of 5 SLOs, synthesized (a real run only had minutes)."""
+    layout = WarehouseLayout(root / "full_history")
+    history = SampleHistory(layout, retention_s=(days + 1) * 86400)
+    book = load_slo_book(Settings(_env_file=None))
+    now = time.time()
+    count = int(days * 86400 / interval)
+    for slo in book.slos:
+        ts = pa.array(
+            [datetime.fromtimestamp(now - i * interval, UTC).replace(tzinfo=None) for i in range(count)]
+        )
+        good = pa.array([i % 97 != 0 for i in range(count)])
+        table = pa.table({"slo": pa.array([slo] * count), "ts": ts, "value": pa.array([1.0] * count),
+                          "good": good, "details": pa.array(["{}"] * count)})  # fmt: skip
+        history.con.register("bulk", table)
+        history.con.execute("INSERT INTO slo_samples SELECT * FROM bulk")
+        history.con.unregister("bulk")
+    samples = [Sample(slo, now, 1.0, True, {"headline": "x"}) for slo in book.slos]
+    started = time.process_time()
+    for i in range(ticks):
+        tick = now + (i + 1) * interval
+        history.append([Sample(s.slo, tick, s.value, s.good, s.details) for s in samples])
+        history.counts(tick, book.windows())
+        history.publish(tick, [{"slo": s.slo, "value": s.value} for s in samples])
+    cost = (time.process_time() - started) / ticks
+    history.close()
+    return {"rows": count * len(book.slos), "history_cpu_ms_per_sample": round(1000 * cost, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--incidents", type=int, default=10)
     parser.add_argument("--rate", type=float, default=20.0, help="producer events/s")
     parser.add_argument("--interval", type=float, default=5.0, help="NETFLIX_SLO_SAMPLE_INTERVAL_S")
     parser.add_argument("--out", type=Path, default=Path("bench/results/oncall.json"))
+    parser.add_argument("--history-only", action="store_true", help="only the 30-day history cost")
     args = parser.parse_args()
     load_before = os.getloadavg()
     root = Path(tempfile.mkdtemp(prefix="bench_oncall_"))
+    if args.history_only:
+        print(json.dumps({**full_history_cost(root, args.interval), "load_average": os.getloadavg()}))
+        shutil.rmtree(root)
+        return
     slos = slo_file(root / "slos.yaml", lambda document: None)  # the project's SLOs as they are
     extra = {"NETFLIX_SLO_SAMPLE_INTERVAL_S": str(args.interval)}
     with running_stack(root, slos, rate=args.rate, extra_env=extra) as stack:
@@ -88,6 +131,8 @@ def main() -> None:
         incidents = [induce(stack, n + 1) for n in range(args.incidents)]
         cpu_after, samples_after = sum(monitor.cpu_times()[:2]), stack.monitor_samples()
         baseline = probe_cpu_per_call(stack)
+    full_history = full_history_cost(root, args.interval)
+    shutil.rmtree(root, ignore_errors=True)
     latencies = [i["breach_to_page_s"] for i in incidents]
     samples = samples_after - samples_before
     report = {
@@ -104,6 +149,7 @@ def main() -> None:
         "monitor_cpu_s": round(cpu_after - cpu_before, 2),
         "monitor_cpu_ms_per_sample": round(1000 * (cpu_after - cpu_before) / max(samples, 1), 2),
         "baseline_end_offset_probe_cpu_ms": round(1000 * baseline, 2),
+        "full_30_day_history": full_history,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

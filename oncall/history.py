@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS slo_samples (
 )
 """
 HOUR_FORMAT = "%Y%m%d%H"
+SLOW_WINDOW_S = 6 * 3600.0
+SLOW_WINDOWS_EVERY_S = 60.0
 PRUNE_EVERY_S = 3600.0
 
 
@@ -51,6 +53,9 @@ class SampleHistory:
         self._published_at = 0.0
         self._published_hour: str | None = None
         self._pruned_at = 0.0
+        self._slow_counts: dict[str, dict[float, tuple[int, int]]] = {}
+        self._slow_windows: tuple[float, ...] = ()
+        self._slow_at = 0.0
 
     def close(self) -> None:
         if self._published_hour is not None:
@@ -75,7 +80,22 @@ class SampleHistory:
             self.con.unregister("new_samples")
 
     def counts(self, now: float, windows: list[float]) -> dict[str, dict[float, tuple[int, int]]]:
-        """``{slo: {window_s: (samples with a verdict, bad samples)}}`` over each window ending at ``now``."""
+        """``{slo: {window_s: (samples with a verdict, bad samples)}}`` over each window ending at ``now``.
+
+        Windows up to 6 hours are counted at every sample. Longer ones (the 3-day ticket window, the 30-day
+        budget: millions of rows) are recounted at most every ``SLOW_WINDOWS_EVERY_S``: a minute's lag on
+        a 3-day burn rate changes nothing, and it keeps a sample's cost flat as the history fills.
+        """
+        fast = [w for w in windows if w <= SLOW_WINDOW_S]
+        slow = tuple(w for w in windows if w > SLOW_WINDOW_S)
+        if slow and (slow != self._slow_windows or now - self._slow_at >= SLOW_WINDOWS_EVERY_S):
+            self._slow_counts, self._slow_windows, self._slow_at = self._count(now, list(slow)), slow, now
+        counted = self._count(now, fast)
+        for slo, by_window in self._slow_counts.items():
+            counted.setdefault(slo, {}).update(by_window)
+        return counted
+
+    def _count(self, now: float, windows: list[float]) -> dict[str, dict[float, tuple[int, int]]]:
         if not windows:
             return {}
         starts = [utc_naive(now - w) for w in windows]
