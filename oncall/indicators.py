@@ -68,9 +68,14 @@ def speed_freshness(slo: Slo, readings: Readings, ctx: Context) -> Sample:
             "offset": topic.committed.get(partition, 0),
             "timestamp_ms": oldest,
         }
+        position = (
+            f"stream at batch {topic.committed_batch}"
+            if topic.stream_started
+            else "the stream has not committed on this broker yet"
+        )
         details["headline"] = (
             f"the oldest event not yet in engagement_health_realtime is {age:.0f} s old "
-            f"({topic.lag:,} messages behind, stream batch {topic.committed_batch})"
+            f"({topic.lag:,} messages behind; {position})"
         )
     else:
         details["headline"] = f"the stream has committed every message ({sum(topic.end_offsets.values()):,})"

@@ -169,7 +169,13 @@ def _definitions(settings: Settings) -> Definitions:
 
 
 def test_a_failed_batch_run_and_a_failed_silver_check_alert_once_each(stack: Stack, tmp_path: Path) -> None:
-    instance = DagsterInstance.ephemeral()
+    # A persistent SQLite instance, as `dagster dev` uses: its event log is sharded per run.
+    (tmp_path / "dagster_home").mkdir()
+    with DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
+        _fail_a_run_and_a_check(stack, tmp_path, instance)
+
+
+def _fail_a_run_and_a_check(stack: Stack, tmp_path: Path, instance: DagsterInstance) -> None:
     empty = tmp_path / "empty_bucket"
     batch = stack.settings.model_copy(update={"bucket_url": str(empty)})
     raw_users = _definitions(batch).get_assets_def(AssetKey(["raw", "users"]))

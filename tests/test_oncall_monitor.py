@@ -129,7 +129,8 @@ def test_the_crash_loop_guard_giving_up_pages_and_a_clean_run_resolves_it(tmp_pa
     """The speed sensor's guard (3 runs in a row whose stream failed) pages, through the same store."""
     settings = Settings(_env_file=None, data_dir=tmp_path / "data")
     oncall = Oncall.from_settings(settings)
-    instance = DagsterInstance.ephemeral()
+    (tmp_path / "dagster_home").mkdir()
+    instance = DagsterInstance.local_temp(str(tmp_path / "dagster_home"))  # run-sharded, as dagster dev's
     for i in range(CRASH_LOOP_RUNS):
         instance.add_run(DagsterRun(job_name=STREAM_JOB, run_id=f"{i}" * 36, status=DagsterRunStatus.FAILURE,
                                     tags={STREAM_ERROR_TAG: "StreamFailedError"}))  # fmt: skip

@@ -20,13 +20,13 @@ import time
 from typing import Any
 
 from dagster import (
+    AssetCheckKey,
     AssetCheckSeverity,
     AssetMaterialization,
     DagsterEventType,
     DagsterInstance,
     DefaultSensorStatus,
     EventLogRecord,
-    EventRecordsFilter,
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
@@ -40,6 +40,7 @@ from netflix_assets.defs.oncall.status import (
     materialization_metadata,
     take_snapshot,
 )
+from netflix_assets.defs.silver.assets import CHECK_SPECS as SILVER_CHECK_SPECS
 from netflix_assets.defs.speed.jobs import JOB_NAME as STREAM_JOB
 from netflix_assets.defs.speed.sensors import CRASH_LOOP_RUNS, crash_loop
 from oncall.alerts import event_alert
@@ -47,6 +48,9 @@ from oncall.heartbeat import RUNNING, read_heartbeat
 from oncall.incidents import IncidentBook
 from oncall.sample import iso
 
+SILVER_CHECK_KEYS: list[AssetCheckKey] = [spec.key for spec in SILVER_CHECK_SPECS if spec.blocking]
+FAILURE_REASON_TAG, INTERRUPTED = "dagster/failure_reason", "UNEXPECTED_TERMINATION"  # make run's Ctrl-C
+PLANNED, FAILED = "PLANNED", "FAILED"  # AssetCheckExecutionRecordStatus values (not exported by dagster)
 REPORT_EVERY_S = 60.0
 LOOK_BACK_S = 3600.0  # on a first tick (no cursor), failures older than this are history, not news
 PAGE_SIZE = 100
@@ -153,6 +157,9 @@ def alert_failed_runs(
         run = instance.get_run_by_id(record.event_log_entry.run_id)
         if run is None or run.job_name == STREAM_JOB:
             continue
+        if run.tags.get(FAILURE_REASON_TAG) == INTERRUPTED:
+            said.append(f"run {run.run_id[:8]} was interrupted (a shutdown), not a failure: not alerted")
+            continue
         checks = _failed_blocking_checks(instance, run.run_id)
         if checks:
             said.append(
@@ -187,45 +194,32 @@ def alert_failed_runs(
     return said
 
 
-def _check_records(instance: DagsterInstance, cursor: dict[str, Any]) -> list[EventLogRecord]:
-    records = instance.get_event_records(
-        EventRecordsFilter(
-            event_type=DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=cursor.get("checks")
-        ),
-        limit=PAGE_SIZE * 5,
-        ascending=True,
-    )
-    fresh = cursor.get("checks") is not None
-    if records:
-        cursor["checks"] = records[-1].storage_id
-    return [r for r in records if fresh or r.timestamp >= time.time() - LOOK_BACK_S]
+def alert_failed_checks(context: SensorEvaluationContext, oncall: Oncall, book: IncidentBook) -> list[str]:
+    """The latest evaluation of each blocking Silver check decides: one incident while any failed (ERROR).
 
-
-def alert_failed_checks(
-    context: SensorEvaluationContext, oncall: Oncall, book: IncidentBook, cursor: dict
-) -> list[str]:
-    """Track failed blocking Silver checks; one incident covers them all until each passes again."""
+    Read from the instance's per-check execution index, which every storage keeps (the event log of the
+    default SQLite instance is sharded per run and cannot be scanned across runs); a check being re-run
+    (planned, not evaluated yet) keeps the verdict it had.
+    """
     now = time.time()
+    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(SILVER_CHECK_KEYS)
     incident = book.open_incident("silver_check_failed")
-    failing: dict[str, Any] = dict(incident.details.get("failing_checks", {})) if incident else {}
-    changed = False
-    for record in _check_records(context.instance, cursor):
-        evaluation = record.event_log_entry.dagster_event.event_specific_data
-        if evaluation.asset_key.path[0] != "silver":
-            continue
-        name = f"{evaluation.asset_key.to_user_string()}:{evaluation.check_name}"
-        if evaluation.passed and name in failing:
-            failing.pop(name)
-            changed = True
-        elif not evaluation.passed and evaluation.severity == AssetCheckSeverity.ERROR:
+    before: dict[str, Any] = dict(incident.details.get("failing_checks", {})) if incident else {}
+    failing: dict[str, Any] = {}
+    for key, record in sorted(latest.items(), key=lambda item: item[1].create_timestamp):
+        name = f"{key.asset_key.to_user_string()}:{key.name}"
+        evaluation = record.evaluation
+        if record.status.value == PLANNED or evaluation is None:
+            if name in before:
+                failing[name] = before[name]
+        elif record.status.value == FAILED and evaluation.severity == AssetCheckSeverity.ERROR:
             metadata = {k: getattr(v, "value", v) for k, v in evaluation.metadata.items()}
             failing[name] = {
-                "run_id": record.event_log_entry.run_id,
+                "run_id": record.run_id,
                 "description": evaluation.description,
                 "metadata": metadata,
             }
-            changed = True
-    if not changed:
+    if {k: v["run_id"] for k, v in failing.items()} == {k: v["run_id"] for k, v in before.items()}:
         return []
     if not failing:
         book.resolve("silver_check_failed", now, "every failed Silver check passed again")
@@ -269,7 +263,7 @@ def evaluate_failure_sensor(context: SensorEvaluationContext, oncall: Oncall) ->
     book = oncall.book()
     try:
         said = alert_failed_runs(context, oncall, book, cursor)
-        said += alert_failed_checks(context, oncall, book, cursor)
+        said += alert_failed_checks(context, oncall, book)
         said += alert_crash_loop(context, oncall, book)
     finally:
         book.close()
