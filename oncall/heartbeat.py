@@ -33,7 +33,7 @@ class Heartbeat:
 def write_json(path: Path, document: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, default=str, indent=1))
+    tmp.write_text(json.dumps(document, default=str))
     os.replace(tmp, path)
 
 

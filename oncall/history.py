@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS slo_samples (
 """
 HOUR_FORMAT = "%Y%m%d%H"
 SLOW_WINDOW_S = 6 * 3600.0
+APPEND_CHUNK = 200
 SLOW_WINDOWS_EVERY_S = 60.0
 PRUNE_EVERY_S = 3600.0
 
@@ -63,21 +64,17 @@ class SampleHistory:
         self.con.close()
 
     def append(self, samples: list[Sample]) -> None:
-        """One INSERT from an Arrow table (``executemany`` costs milliseconds per row)."""
-        rows = pa.table(
-            {
-                "slo": pa.array([s.slo for s in samples], pa.string()),
-                "ts": pa.array([s.at for s in samples], pa.timestamp("us")),
-                "value": pa.array([s.value for s in samples], pa.float64()),
-                "good": pa.array([s.good for s in samples], pa.bool_()),
-                "details": pa.array([json.dumps(s.details, default=str) for s in samples], pa.string()),
-            }
-        )
-        self.con.register("new_samples", rows)
-        try:
-            self.con.execute("INSERT INTO slo_samples SELECT * FROM new_samples")
-        finally:
-            self.con.unregister("new_samples")
+        """Multi-row INSERTs of up to ``APPEND_CHUNK`` rows (per statement, not per row: ``executemany``
+        costs 3x and an Arrow round trip 5x as much CPU for one sample's few rows)."""
+        for first in range(0, len(samples), APPEND_CHUNK):
+            chunk = samples[first : first + APPEND_CHUNK]
+            values = ", ".join(["(?, ?, ?, ?, ?)"] * len(chunk))
+            params = [
+                field
+                for s in chunk
+                for field in (s.slo, s.at, s.value, s.good, json.dumps(s.details, default=str))
+            ]
+            self.con.execute(f"INSERT INTO slo_samples VALUES {values}", params)
 
     def counts(self, now: float, windows: list[float]) -> dict[str, dict[float, tuple[int, int]]]:
         """``{slo: {window_s: (samples with a verdict, bad samples)}}`` over each window ending at ``now``.
