@@ -125,14 +125,16 @@ def main() -> None:
         return
     slos = slo_file(root / "slos.yaml", lambda document: None)  # the project's SLOs as they are
     extra = {"NETFLIX_SLO_SAMPLE_INTERVAL_S": str(args.interval)}
-    with running_stack(root, slos, rate=args.rate, extra_env=extra) as stack:
-        monitor = psutil.Process(stack.procs["monitor"].pid)
-        cpu_before, samples_before = sum(monitor.cpu_times()[:2]), stack.monitor_samples()
-        incidents = [induce(stack, n + 1) for n in range(args.incidents)]
-        cpu_after, samples_after = sum(monitor.cpu_times()[:2]), stack.monitor_samples()
-        baseline = probe_cpu_per_call(stack)
-    full_history = full_history_cost(root, args.interval)
-    shutil.rmtree(root, ignore_errors=True)
+    try:
+        with running_stack(root, slos, rate=args.rate, extra_env=extra) as stack:
+            monitor = psutil.Process(stack.procs["monitor"].pid)
+            cpu_before, samples_before = sum(monitor.cpu_times()[:2]), stack.monitor_samples()
+            incidents = [induce(stack, n + 1) for n in range(args.incidents)]
+            cpu_after, samples_after = sum(monitor.cpu_times()[:2]), stack.monitor_samples()
+            baseline = probe_cpu_per_call(stack)
+        full_history = full_history_cost(root, args.interval)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     latencies = [i["breach_to_page_s"] for i in incidents]
     samples = samples_after - samples_before
     report = {

@@ -172,11 +172,11 @@ def running_stack(
             stack.wait_for(
                 "the stream's first commit",
                 lambda: read_progress(bucket, checkpoint_key()).committed_batch,
-                300,
+                600,  # Spark's first micro-batch takes minutes on a loaded 2-core machine
             )
             stack.start_monitor()
             stack.wait_for(
-                "a fresh speed layer", lambda: stack.slo("speed_freshness").get("good") is True, 180
+                "a fresh speed layer", lambda: stack.slo("speed_freshness").get("good") is True, 300
             )
             yield stack
         finally:
