@@ -10,6 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
+
+from pydantic import ValidationError
 
 from core.settings import InvalidSettings, get_settings
 
@@ -20,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "produce": ("cli.produce", "publish watch events to the event topic (synthetic or replay, with faults)"),
     "stream": ("cli.stream", "run the speed layer's streaming query (Kafka → speed/ → realtime tables)"),
     "dbt": ("cli.dbt", "run dbt by hand with this deployment's --vars, target and folders"),
+    "monitor": ("cli.monitor", "run the SLO monitor: sample the SLIs, page, resolve (docs/slos.md)"),
 }
 
 
@@ -37,7 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidSettings as exc:  # one message naming every variable to fix, not a traceback
         print(f"netflix-lambda: {exc}", file=sys.stderr)
         return 2
+    except ValidationError as exc:  # a wrong or missing NETFLIX_* setting: say which, no traceback
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        print(f"netflix-lambda: the settings are invalid: {problems}", file=sys.stderr)
+        return 2
     return int(importlib.import_module(args._module).run(args, settings) or 0)
+
+
+def _problem(error: Any) -> str:
+    field = f"NETFLIX_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+    return field + str(error["msg"]).removeprefix("Value error, ")
 
 
 if __name__ == "__main__":

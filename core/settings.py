@@ -42,11 +42,24 @@ class WarehouseKind(StrEnum):
     BIGQUERY = "bigquery"
 
 
+# The alert notifiers and the environment variable(s) one of which each needs (`log` needs none).
+NOTIFIER_SECRETS: dict[str, tuple[str, ...]] = {
+    "log": (),
+    "pagerduty": ("NETFLIX_PAGERDUTY_ROUTING_KEY",),
+    "slack": ("NETFLIX_SLACK_BOT_TOKEN", "NETFLIX_SLACK_WEBHOOK_URL"),
+    "webhook": ("NETFLIX_ALERT_WEBHOOK_URL",),
+}
+
+
 class Settings(BaseSettings):
     """Component switches; defaults are the embedded stack of one laptop."""
 
     model_config = SettingsConfigDict(
-        env_prefix="NETFLIX_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="NETFLIX_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        hide_input_in_errors=True,  # a validation error must not print a secret it was given
     )
 
     deployment: Deployment = Field(
@@ -216,6 +229,79 @@ class Settings(BaseSettings):
     # -- dagster ------------------------------------------------------------------------------------
     dagster_port: int = Field(3000, description="Port of the Dagster UI served by `make run`.")
 
+    # -- on-call: SLO monitor and alert routing (docs/slos.md) ---------------------------------------
+    slo_file: Path | None = Field(
+        None,
+        description="YAML file of the SLOs, their objectives and alert rules (default: the project's "
+        "`oncall/slos.yaml`).",
+    )
+    slo_sample_interval_s: float = Field(
+        5.0, gt=0, le=10, description="How often the monitor samples every SLI (at most 10 s)."
+    )
+    slo_window_scale: float = Field(
+        1.0,
+        gt=0,
+        description="Multiplies every window of the SLO file (budget, burn-rate and SLI windows); tests "
+        "use e.g. 0.01 to compress an hour into 36 s.",
+    )
+    slo_traffic_expected: bool = Field(
+        True,
+        description="Whether events are expected on the topic (the input-traffic SLO warns only then); "
+        "`netflix-lambda up --rate 0` turns it off for its monitor.",
+    )
+    alert_notifiers: str = Field(
+        "log",
+        description="Comma-separated alert destinations: `log` (alert log + terminal + Dagster UI), "
+        "`pagerduty`, `slack`, `webhook` (Alertmanager-compatible JSON).",
+    )
+    alert_log_file: Path | None = Field(
+        None, description="Alert log of the `log` notifier (default `<data_dir>/oncall/alerts.log`)."
+    )
+    alert_source: str | None = Field(
+        None,
+        description="Name of this deployment in alerts and in PagerDuty dedup keys (default: the host name).",
+    )
+    dagster_ui_url: str | None = Field(
+        None,
+        description="Base URL of the Dagster UI that alert links point to (default "
+        "`http://127.0.0.1:<NETFLIX_DAGSTER_PORT>`).",
+    )
+    runbook_base_url: str | None = Field(
+        None,
+        description="Where alert links point for runbooks, e.g. your repository's `docs/runbooks` web URL "
+        "(default: the local `docs/runbooks` folder as a file:// URL).",
+    )
+    pagerduty_routing_key: SecretStr | None = Field(
+        None, description="PagerDuty Events API v2 integration (routing) key (environment only)."
+    )
+    pagerduty_events_url: str = Field(
+        "https://events.pagerduty.com/v2/enqueue", description="PagerDuty Events API v2 endpoint."
+    )
+    slack_webhook_url: SecretStr | None = Field(
+        None, description="Slack incoming-webhook URL (environment only); messages are not threaded."
+    )
+    slack_bot_token: SecretStr | None = Field(
+        None,
+        description="Slack bot token (environment only) for chat.postMessage: resolves and reminders are "
+        "threaded under the page. Needs `NETFLIX_SLACK_CHANNEL`; takes precedence over the webhook.",
+    )
+    slack_channel: str | None = Field(None, description="Slack channel id or name for the bot token.")
+    slack_api_url: str = Field("https://slack.com/api", description="Slack Web API base URL.")
+    alert_webhook_url: SecretStr | None = Field(
+        None,
+        description="URL that receives Alertmanager-compatible webhook JSON (environment only: URLs often "
+        "carry a token).",
+    )
+    alert_webhook_token: SecretStr | None = Field(
+        None, description="Optional bearer token sent to the alert webhook (environment only)."
+    )
+    monitor_heartbeat_max_age_s: float = Field(
+        60.0,
+        gt=0,
+        description="The Dagster watchdog pages when the monitor's heartbeat is older than this; the "
+        "monitor also exits (and is restarted) when one of its samples hangs this long.",
+    )
+
     @field_validator("bucket_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:
@@ -241,7 +327,7 @@ class Settings(BaseSettings):
 
     def problems(self) -> list[str]:
         """Every reason these settings cannot run, as sentences naming the variables to set."""
-        problems = self._kafka_problems() + self._bigquery_problems()
+        problems = self._kafka_problems() + self._bigquery_problems() + self._notifier_problems()
         if self.deployment is Deployment.PRODUCTION:
             problems += self._production_problems()
         return problems
@@ -322,6 +408,33 @@ class Settings(BaseSettings):
                 problems.append(f"{name}={value} points at an emulator; unset it in production")
         return problems
 
+    def _notifier_problems(self) -> list[str]:
+        """A notifier without its secret must stop start-up: nothing may page with an empty routing key."""
+        unknown = set(self.notifier_names) - set(NOTIFIER_SECRETS)
+        if unknown:
+            return [
+                f"NETFLIX_ALERT_NOTIFIERS names unknown notifier(s) {', '.join(sorted(unknown))}; "
+                f"choose from {', '.join(NOTIFIER_SECRETS)}"
+            ]
+        missing = [
+            f"NETFLIX_ALERT_NOTIFIERS includes {name} but {' or '.join(keys)} is not set (or empty)"
+            for name, keys in NOTIFIER_SECRETS.items()
+            if name in self.notifier_names and keys and not any(self._secret(key) for key in keys)
+        ]
+        bot = self._secret("NETFLIX_SLACK_BOT_TOKEN")
+        if "slack" in self.notifier_names and bot and not self.slack_channel:
+            missing.append("NETFLIX_SLACK_BOT_TOKEN is set but NETFLIX_SLACK_CHANNEL is not")
+        return missing
+
+    def _secret(self, env_name: str) -> str:
+        value = getattr(self, env_name.removeprefix("NETFLIX_").lower())
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return (text or "").strip()
+
+    @property
+    def notifier_names(self) -> list[str]:
+        return [name.strip().lower() for name in self.alert_notifiers.split(",") if name.strip()]
+
     # -- derived ------------------------------------------------------------------------------------
     @property
     def resolved_bucket_url(self) -> str:
@@ -349,6 +462,16 @@ class Settings(BaseSettings):
         has_jar = any(GCS_CONNECTOR_JAR in Path(jar).name for jar in self.spark_jar_list)
         provided = self.spark_gcs_connector_provided or self.spark_master.startswith("yarn")
         return not (has_jar or provided)
+
+    @property
+    def oncall_dir(self) -> Path:
+        """The SLO monitor's state: incidents and deliveries, heartbeat, status (not the sample history,
+        which lives in the warehouse folder)."""
+        return self.data_dir / "oncall"
+
+    @property
+    def resolved_alert_log_file(self) -> Path:
+        return self.alert_log_file or self.oncall_dir / "alerts.log"
 
     def kafka_security_config(self) -> dict[str, str]:
         """librdkafka security settings (secrets included) every client adds to the bootstrap servers."""

@@ -6,6 +6,7 @@ from dagster import Definitions
 
 from core.settings import Settings, get_settings
 from netflix_assets.defs.dbt import definitions as dbt
+from netflix_assets.defs.oncall import definitions as oncall
 from netflix_assets.defs.raw import definitions as raw
 from netflix_assets.defs.silver import definitions as silver
 from netflix_assets.defs.speed import definitions as speed
@@ -18,6 +19,7 @@ def build_definitions(settings: Settings) -> Definitions:
         silver.definitions(settings),
         dbt.definitions(settings),
         speed.definitions(settings),
+        oncall.definitions(settings),
         Definitions(resources=build_resources(settings)),
     )
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from dagster import (
     AssetObservation,
+    DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -88,10 +90,8 @@ def _why_not_launch(
         return f"streaming run {active[0].run_id} is {active[0].status.value}"
     if owner is not None:
         return f"a stream (pid {owner.get('pid')} on {owner.get('host')}) already owns the realtime warehouse"
-    recent = context.instance.get_runs(RunsFilter(job_name=JOB_NAME), limit=CRASH_LOOP_RUNS)
-    if len(recent) == CRASH_LOOP_RUNS and all(
-        r.status == DagsterRunStatus.FAILURE and STREAM_ERROR_TAG in r.tags for r in recent
-    ):
+    recent = crash_loop(context.instance)
+    if recent:
         return (
             f"not relaunching: the stream failed in the last {CRASH_LOOP_RUNS} runs "
             f"(latest {recent[0].run_id}). "
@@ -101,6 +101,16 @@ def _why_not_launch(
     if metadata["lag"] == 0:
         return f"no lag: the stream has committed all {metadata['messages']:,} messages"
     return None
+
+
+def crash_loop(instance: DagsterInstance) -> list[DagsterRun]:
+    """The last :data:`CRASH_LOOP_RUNS` streaming runs if the stream itself failed in each (newest first),
+    else []: the guard has given up relaunching (the on-call sensor pages on it)."""
+    recent = list(instance.get_runs(RunsFilter(job_name=JOB_NAME), limit=CRASH_LOOP_RUNS))
+    looping = len(recent) == CRASH_LOOP_RUNS and all(
+        r.status == DagsterRunStatus.FAILURE and STREAM_ERROR_TAG in r.tags for r in recent
+    )
+    return recent if looping else []
 
 
 @sensor(
