@@ -17,11 +17,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
+from cli.monitor import SupervisedMonitor
 from core.bucket import Bucket
 from core.contracts.raw import RAW_TABLES, raw_key
 from core.kafka.cluster import KafkaCluster
@@ -86,6 +88,9 @@ def _reset_signals() -> None:
 class Supervisor:
     settings: Settings
     children: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    # On-call (issue 12): children restarted instead of stopping the stack, and hooks run every loop.
+    restartable: dict[str, Callable[[int | None], bool]] = field(default_factory=dict)
+    every_loop: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def env(self) -> dict[str, str]:
@@ -151,12 +156,17 @@ class Supervisor:
         stop = stop_on_signals(log, "stopping everything")
         try:
             while not stop.is_set():
-                for name, proc in self.children:
+                for name, proc in list(self.children):
                     if proc.poll() is not None:
+                        if name in self.restartable and self.restartable[name](proc.returncode):
+                            self.children.remove((name, proc))  # its service restarts it
+                            continue
                         log.error(
                             "%s exited unexpectedly with code %s; stopping the stack", name, proc.returncode
                         )
                         return 1
+                for hook in self.every_loop:
+                    hook()
                 stop.wait(0.5)
             return 0
         finally:
@@ -185,6 +195,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     sup.prepare_instance()
     exe = str(sup.bin_dir / "netflix-lambda")
     dagster = str(sup.bin_dir / "dagster")
+    # On-call (issue 12): the SLO monitor, checked first, supervised, its alerts echoed here.
+    monitor = SupervisedMonitor(settings, exe, traffic_expected=args.rate > 0, spawn=sup.spawn)
+    monitor.check()
+    sup.restartable[monitor.NAME] = monitor.exited
+    sup.every_loop.append(monitor.poll)
     try:
         bucket = Bucket.from_settings(settings)
         if args.regenerate or not all(bucket.exists(raw_key(t)) for t in RAW_TABLES):
@@ -224,6 +239,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for dashboard in DASHBOARDS:
             log.info("%s dashboard: %s", dashboard.title, dashboard_url(settings, dashboard))
         # ------------------------------------------------------------------------------------------------
+        monitor.start()  # on-call (issue 12)
         sup.spawn(
             "dagster dev",
             [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),

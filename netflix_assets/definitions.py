@@ -6,6 +6,7 @@ from dagster import Definitions
 
 from core.settings import Settings, get_settings
 from netflix_assets.defs.dbt import definitions as dbt
+from netflix_assets.defs.oncall import definitions as oncall
 from netflix_assets.defs.raw import definitions as raw
 from netflix_assets.defs.serving import definitions as serving
 from netflix_assets.defs.silver import definitions as silver
@@ -20,6 +21,7 @@ def build_definitions(settings: Settings) -> Definitions:
         dbt.definitions(settings),
         speed.definitions(settings),
         serving.definitions(),
+        oncall.definitions(settings),
         Definitions(resources=build_resources(settings)),
     )
 

@@ -6,7 +6,7 @@ One entry point, :func:`run_stream`, used by the Dagster job (``netflix_assets/d
 it can, so a stop rarely leaves a batch to replay; when it cannot (SIGKILL, a crash), the next start
 replays the unfinished batch and the sinks make that replay a no-op or a clean rewrite.
 
-The caller hands over ready objects (a Spark session, the bucket, the warehouse layout, the Kafka cluster)
+The caller hands over ready objects (a Spark session, the bucket, the warehouse, the Kafka cluster)
 and :class:`StreamOptions`; nothing here reads settings.
 """
 
@@ -27,7 +27,8 @@ from core.contracts.speed import QUERY_NAME, checkpoint_key
 from core.kafka.admin import ensure_topics
 from core.kafka.cluster import KafkaCluster
 from core.settings import Settings
-from core.warehouse import WarehouseLayout
+from core.spark import require_bucket_filesystem
+from core.warehouse import Warehouse, WarehouseLayout
 from streaming.broker_reset import (
     BrokerReset,
     ResetRefused,
@@ -39,7 +40,7 @@ from streaming.broker_reset import (
 )
 from streaming.kafka_source import SOURCE_NAME, register, source_options
 from streaming.micro_batch import BatchMetrics, MicroBatchProcessor
-from streaming.realtime_store import RealtimeStore
+from streaming.realtime_sinks import open_realtime_sink
 from streaming.sinks import DeadLetterPublisher
 
 log = logging.getLogger("streaming")
@@ -66,6 +67,7 @@ class StreamOptions:
     reset_on_broker_loss: bool = True
     available_now: bool = False  # process the backlog in bounded batches, then stop
     publish_dead_letters: bool = True  # also to the dead-letter topic, not only to Parquet
+    accept_v0: bool = True  # read legacy v0 events through core.contracts.legacy_v0 (else dead letters)
     query_name: str = QUERY_NAME
 
     @classmethod
@@ -77,6 +79,7 @@ class StreamOptions:
             min_tasks_per_batch=settings.stream_min_tasks_per_batch,
             retention_hours=settings.stream_retention_hours,
             reset_on_broker_loss=settings.stream_reset_on_broker_loss,
+            accept_v0=settings.stream_accept_v0,
         )
         return replace(options, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -90,6 +93,7 @@ class StreamSummary:
     dead_letters: int = 0
     late: int = 0
     duplicates: int = 0
+    legacy_v0: int = 0
     elapsed_s: float = 0.0
     stopped_by: str = ""
     broker_resets: int = 0  # checkpoint resets after the embedded broker came back empty
@@ -107,6 +111,7 @@ class StreamSummary:
         self.dead_letters += metrics.dead_letters
         self.late += metrics.late
         self.duplicates += metrics.duplicates
+        self.legacy_v0 += metrics.legacy_v0
 
     def describe(self, query_name: str) -> str:
         resets = (
@@ -117,14 +122,15 @@ class StreamSummary:
         return (
             f"stream {query_name} stopped ({self.stopped_by}) after {self.elapsed_s:.0f} s: {self.batches} "
             f"batch(es), {self.rows_in:,} events ({self.valid:,} valid, {self.dead_letters:,} dead-letter, "
-            f"{self.late:,} late, {self.duplicates:,} duplicate){resets}"
+            f"{self.late:,} late, {self.duplicates:,} duplicate; "
+            f"{self.legacy_v0:,} legacy v0 accepted){resets}"
         )
 
 
 def run_stream(
     spark: SparkSession,
     bucket: Bucket,
-    layout: WarehouseLayout,
+    warehouse: Warehouse | WarehouseLayout,
     kafka: KafkaCluster,
     options: StreamOptions,
     *,
@@ -139,10 +145,10 @@ def run_stream(
     references), except when the *embedded* broker came back empty: then the checkpoint is archived, the
     loss logged at ERROR, ``on_reset`` called, and the query restarted from the new topic
     (:mod:`streaming.broker_reset`). ``source`` replaces the Kafka source by any streaming DataFrame with
-    the same five columns (the benchmark feeds pre-generated events through the identical query to measure
-    the ceiling).
+    the same columns (``streaming.kafka_source.SCHEMA``; the benchmark feeds pre-generated events through
+    the identical query to measure the ceiling).
     """
-    runner = _StreamRunner(spark, bucket, layout, kafka, options, on_batch, on_reset, source)
+    runner = _StreamRunner(spark, bucket, warehouse, kafka, options, on_batch, on_reset, source)
     return runner.run(stop_event)
 
 
@@ -153,7 +159,7 @@ class _StreamRunner:
         self,
         spark: SparkSession,
         bucket: Bucket,
-        layout: WarehouseLayout,
+        warehouse: Warehouse | WarehouseLayout,
         kafka: KafkaCluster,
         options: StreamOptions,
         on_batch: Callable[[BatchMetrics], None] | None,
@@ -162,7 +168,8 @@ class _StreamRunner:
     ) -> None:
         self.spark, self.bucket, self.kafka, self.options = spark, bucket, kafka, options
         self.on_batch, self.on_reset, self.source = on_batch, on_reset, source
-        self.store = RealtimeStore(layout, options.retention_hours)
+        require_bucket_filesystem(spark, bucket.uri(""))  # checkpoints: gs:// needs the GCS connector
+        self.store = open_realtime_sink(warehouse, options.retention_hours)  # DuckDB or BigQuery
         self.checkpoint = checkpoint_key(options.query_name)
         self.summary = StreamSummary()
         register(spark)
@@ -199,11 +206,12 @@ class _StreamRunner:
         try:
             if self.options.publish_dead_letters:
                 conf = self.kafka.client_config()
-                ensure_topics(conf, {self.kafka.dead_letter_topic: 1})
+                ensure_topics(conf, {self.kafka.dead_letter_topic: 1}, self.kafka.replication_factor)
                 dlq = DeadLetterPublisher(conf, self.kafka.dead_letter_topic, self.kafka.topic)
             processor = MicroBatchProcessor(
-                self.spark, self.bucket, self.store, dlq, self.kafka.topic, self._record, batch_id_base
-            )
+                self.spark, self.bucket, self.store, dlq, self.kafka.topic, self._record, batch_id_base,
+                accept_v0=self.options.accept_v0,
+            )  # fmt: skip
             query = self._start(processor, batch_id_base)
             self.summary.stopped_by = _wait(query, stop_event)
         finally:
@@ -246,7 +254,11 @@ class _StreamRunner:
         )
         conf = self.kafka.client_config()
         kafka_options = source_options(
-            conf, self.kafka.topic, max_per_trigger=self.options.max_events_per_trigger, minPartitions=tasks
+            conf,
+            self.kafka.topic,
+            max_per_trigger=self.options.max_events_per_trigger,
+            minPartitions=tasks,
+            acceptV0=str(self.options.accept_v0).lower(),
         )
         return self.spark.readStream.format(SOURCE_NAME).options(**kafka_options).load()
 

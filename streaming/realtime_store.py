@@ -46,7 +46,7 @@ import numpy as np
 import pyarrow as pa
 
 from core.contracts.speed import PUBLISHED_TABLES
-from core.warehouse import WarehouseLayout
+from core.warehouse import WarehouseLayout, open_single_writer
 from streaming.churn import SEGMENT_KEYS, WINDOW_MINUTES
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,9 @@ SCHEMA_SQL = f"""
 CREATE TABLE IF NOT EXISTS stream_batches (
     batch_id BIGINT PRIMARY KEY, committed_at TIMESTAMP, rows_in BIGINT, valid BIGINT, dead_letters BIGINT,
     late BIGINT, watermark TIMESTAMP, max_event_time TIMESTAMP, input_offsets VARCHAR,
-    windows_updated BIGINT, processing_s DOUBLE
+    windows_updated BIGINT, processing_s DOUBLE, legacy_v0 BIGINT DEFAULT 0
 );
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS legacy_v0 BIGINT DEFAULT 0;
 ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS duplicates BIGINT DEFAULT 0;
 CREATE TABLE IF NOT EXISTS seen_event_keys (event_key UHUGEINT, event_time TIMESTAMP);
 CREATE TABLE IF NOT EXISTS segment_window_state (
@@ -109,6 +110,14 @@ CREATE TABLE IF NOT EXISTS churn_risk_alerts (
     updated_at TIMESTAMP
 );
 """
+# What is only known once a batch is published (its latency) and what the SLO monitor reads from the
+# ledger's snapshot: added after the fact by ``record_outcome``, and to files made before these existed.
+OUTCOME_COLUMNS_SQL = """
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS published_at DOUBLE;
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS latency_p50_s DOUBLE;
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS latency_p95_s DOUBLE;
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS dead_by_reason VARCHAR;
+"""
 
 
 PARTIALS_SQL = f"""
@@ -142,6 +151,7 @@ class BatchRecord:
     input_offsets: dict[str, list[int]]
     processing_s: float
     duplicates: int = 0  # on-time events whose event_id the stream had already counted
+    legacy_v0: int = 0  # accepted legacy v0 events (valid + late)
 
 
 # State columns a batch adds to (its partial sums), per state table.
@@ -157,21 +167,34 @@ def _added(columns: tuple[str, ...]) -> str:
     return ", ".join(f"{c} = {c} + EXCLUDED.{c}" for c in columns)
 
 
+def first_unseen_rows(con: duckdb.DuckDBPyConnection, candidates: pa.Table, key_sql: str) -> np.ndarray:
+    """The de-duplication rule, one query for both sinks: per ``event_id`` key the first copy in Kafka
+    order (``position``), unless ``seen_event_keys`` on ``con`` already holds the key."""
+    con.register("candidate_ids", candidates)
+    try:
+        rows = con.sql(
+            f"""
+            WITH first AS (
+                SELECT {key_sql} AS event_key, arg_min("row", position) AS "row"
+                FROM candidate_ids GROUP BY event_key)
+            SELECT "row" FROM first ANTI JOIN seen_event_keys USING (event_key)
+            """
+        ).fetchnumpy()["row"]
+    finally:
+        con.unregister("candidate_ids")
+    return np.asarray(rows, dtype=np.int64)
+
+
 class RealtimeStore:
     """The single read-write connection to ``realtime.duckdb`` (one stream process at a time)."""
 
     def __init__(self, layout: WarehouseLayout, retention_hours: float = 48.0) -> None:
         self.layout = layout
         self.retention_hours = retention_hours
-        layout.root.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(layout.realtime_db))
-        except duckdb.IOException as exc:
-            raise RuntimeError(
-                f"{layout.realtime_db} is held by another process: only one streaming query may own the "
-                f"realtime warehouse (is a stream already running?): {exc}"
-            ) from exc
+        owner = "streaming query may own the realtime warehouse (is a stream already running?)"
+        self.con = open_single_writer(layout.realtime_db, owner)
         self.con.execute(SCHEMA_SQL)
+        self.con.execute(OUTCOME_COLUMNS_SQL)
         write_owner(layout)
 
     def close(self) -> None:
@@ -200,27 +223,16 @@ class RealtimeStore:
         row = self._row(
             "SELECT count(*), coalesce(sum(rows_in), 0), coalesce(sum(valid), 0), "
             "coalesce(sum(dead_letters), 0), coalesce(sum(late), 0), coalesce(sum(duplicates), 0), "
-            "max(batch_id) FROM stream_batches"
+            "max(batch_id), coalesce(sum(legacy_v0), 0) FROM stream_batches"
         )
-        keys = ("batches", "rows_in", "valid", "dead_letters", "late", "duplicates", "last_batch_id")
+        keys = ("batches", "rows_in", "valid", "dead_letters", "late", "duplicates", "last_batch_id",
+                "legacy_v0")  # fmt: skip
         return dict(zip(keys, row, strict=True))
 
     def first_unseen(self, candidates: pa.Table) -> np.ndarray:
         """Of ``candidates`` (``event_id``, ``position`` in Kafka order, ``row``), the rows to count: per
         ``event_id`` the first copy, unless a committed batch already counted that id (then none)."""
-        self.con.register("candidate_ids", candidates)
-        try:
-            rows = self.con.sql(
-                f"""
-                WITH first AS (
-                    SELECT {EVENT_KEY} AS event_key, arg_min("row", position) AS "row"
-                    FROM candidate_ids GROUP BY event_key)
-                SELECT "row" FROM first ANTI JOIN seen_event_keys USING (event_key)
-                """
-            ).fetchnumpy()["row"]
-        finally:
-            self.con.unregister("candidate_ids")
-        return np.asarray(rows, dtype=np.int64)
+        return first_unseen_rows(self.con, candidates, EVENT_KEY)
 
     # -- the micro-batch transaction ----------------------------------------------------------------
     def commit_batch(
@@ -257,12 +269,12 @@ class RealtimeStore:
             self._prune(record)
             con.execute(
                 "INSERT INTO stream_batches (batch_id, committed_at, rows_in, valid, dead_letters, late, "
-                "watermark, max_event_time, input_offsets, windows_updated, processing_s, duplicates) "
-                "VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "watermark, max_event_time, input_offsets, windows_updated, processing_s, duplicates, "
+                "legacy_v0) VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     record.batch_id, record.rows_in, record.valid, record.dead_letters, record.late,
                     record.watermark, record.max_event_time, json.dumps(record.input_offsets), windows,
-                    record.processing_s, record.duplicates,
+                    record.processing_s, record.duplicates, record.legacy_v0,
                 ],
             )  # fmt: skip
             if before_commit is not None:
@@ -428,6 +440,26 @@ class RealtimeStore:
                 f"DELETE FROM user_activity_realtime WHERE last_window_start + {_WINDOW} < {horizon}",
                 [record.max_event_time],
             )
+
+    def record_outcome(
+        self,
+        batch_id: int,
+        published_at: float,
+        latency_p50_s: float | None,
+        latency_p95_s: float | None,
+        dead_by_reason: dict[str, int],
+    ) -> None:
+        """Add what is known once the batch is published to its ledger row, and republish the ledger.
+
+        The SLO monitor reads latency and dead-letter reasons from ``realtime/stream_batches.parquet``
+        (it must not open this file); ``published_at`` is epoch seconds, free of time-zone conventions.
+        """
+        self.con.execute(
+            "UPDATE stream_batches SET published_at = ?, latency_p50_s = ?, latency_p95_s = ?, "
+            "dead_by_reason = ? WHERE batch_id = ?",
+            [published_at, latency_p50_s, latency_p95_s, json.dumps(dead_by_reason), batch_id],
+        )
+        self.layout.publish_realtime_snapshot(self.con, "stream_batches")
 
     # -- publication --------------------------------------------------------------------------------
     def publish(self) -> dict[str, str]:
