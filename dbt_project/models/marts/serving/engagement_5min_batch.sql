@@ -3,18 +3,9 @@
   for every window that ends at or before the batch watermark W (the speed layer serves the rest).
   Landed history rows carry only a date, so they fall in their day's first window.
 #}
-with watermark as (
+with sessions as (
 
-    select batch_watermark from {{ ref('int_batch_watermark') }}
-
-),
-
-sessions as (
-
-    select facts.*
-    from {{ ref('int_watch_facts_master') }} as facts
-    cross join watermark
-    where {{ dbt.dateadd('minute', var('window_minutes'), 'facts.window_start') }} <= watermark.batch_watermark
+    {{ facts_closed_by_watermark(dbt.dateadd("minute", var("window_minutes"), "facts.window_start")) }}
 
 )
 

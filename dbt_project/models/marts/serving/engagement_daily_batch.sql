@@ -3,18 +3,9 @@
   batch watermark W. The day holding W is served from the batch's 5-minute windows before W and the speed
   layer's after it (serving_engagement_daily).
 #}
-with watermark as (
+with sessions as (
 
-    select batch_watermark from {{ ref('int_batch_watermark') }}
-
-),
-
-sessions as (
-
-    select facts.*
-    from {{ ref('int_watch_facts_master') }} as facts
-    cross join watermark
-    where {{ dbt.dateadd('day', 1, 'facts.watch_date') }} <= watermark.batch_watermark
+    {{ facts_closed_by_watermark(dbt.dateadd("day", 1, "facts.watch_date")) }}
 
 )
 
