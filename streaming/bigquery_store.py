@@ -447,7 +447,7 @@ class BigQueryRealtimeStore:
     def _merge_user_activity(self, batch_id: int) -> str:
         source = f"""SELECT DATE_TRUNC(DATE(window_start), MONTH) AS month_start, user_id,
                MAX(window_start) AS last_window_start, {int(batch_id)} AS last_batch_id
-        FROM batch_partials GROUP BY month_start, user_id"""
+        FROM batch_partials GROUP BY DATE_TRUNC(DATE(window_start), MONTH), user_id"""
         updates = [
             "last_window_start = GREATEST(t.last_window_start, s.last_window_start)",
             "last_batch_id = s.last_batch_id",

@@ -42,6 +42,15 @@ class RealtimeSink(Protocol):
 
     def publish(self) -> dict[str, str]: ...
 
+    def record_outcome(
+        self,
+        batch_id: int,
+        published_at: float,
+        latency_p50_s: float | None,
+        latency_p95_s: float | None,
+        dead_by_reason: dict[str, int],
+    ) -> None: ...
+
     def close(self) -> None: ...
 
 
