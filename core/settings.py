@@ -102,6 +102,12 @@ class Settings(BaseSettings):
     pyspark_python: str = Field(
         sys.executable, description="Python used by Spark's Python workers (default: this interpreter)."
     )
+    spark_driver_host: str | None = Field(
+        None,
+        description="Address the Spark driver binds and advertises. Unset: 127.0.0.1 with a `local` master "
+        "(nothing listens beyond this machine), Spark's own choice (the host name) with a cluster master, "
+        "whose executors must reach the driver.",
+    )
 
     # -- stream -------------------------------------------------------------------------------------
     stream_trigger_seconds: float = Field(
@@ -162,6 +168,17 @@ class Settings(BaseSettings):
 
     # -- dagster ------------------------------------------------------------------------------------
     dagster_port: int = Field(3000, description="Port of the Dagster UI served by `make run`.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description="What `netflix-lambda up` prints: `INFO` one sentence per stage, warnings and errors; "
+        "`DEBUG` also every line the processes log (Dagster run events included); `WARNING` only problems. "
+        "Files under `<data_dir>/logs/` always get everything.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("bucket_url")
     @classmethod
@@ -200,6 +217,14 @@ class Settings(BaseSettings):
     def embedded_kafka(self) -> bool:
         return not self.kafka_bootstrap_servers
 
+    @property
+    def spark_driver_address(self) -> str | None:
+        """Where the Spark driver listens: the setting, else loopback with a local master, else None
+        (Spark's own choice: a cluster's executors must reach the driver)."""
+        if self.spark_driver_host:
+            return self.spark_driver_host
+        return "127.0.0.1" if self.spark_master.startswith("local") else None
+
     def kafka_security_config(self) -> dict[str, str]:
         """librdkafka security settings (secrets included) every client adds to the bootstrap servers."""
         password = self.kafka_sasl_password.get_secret_value() if self.kafka_sasl_password else None
@@ -219,6 +244,8 @@ class Settings(BaseSettings):
         env["PYSPARK_DRIVER_PYTHON"] = self.pyspark_python
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
         env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        if self.spark_driver_address:  # else Spark looks up the host's address first, and says so
+            env["SPARK_LOCAL_IP"] = self.spark_driver_address
         return env
 
 

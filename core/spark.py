@@ -14,8 +14,17 @@ from core.settings import Settings
 
 
 def spark_config(settings: Settings) -> dict[str, Any]:
-    """Spark configuration shared by the batch job and the stream."""
+    """Spark configuration shared by the batch job and the stream.
+
+    The driver binds and advertises ``settings.spark_driver_address``: 127.0.0.1 with a local master, so
+    nothing Spark opens (driver RPC, block manager) listens beyond this machine; without it Spark binds
+    the machine's network address. A cluster's executors must reach the driver, so there Spark's own
+    choice stands unless ``NETFLIX_SPARK_DRIVER_HOST`` names one.
+    """
+    host = settings.spark_driver_address
+    network = {"spark.driver.host": host, "spark.driver.bindAddress": host} if host else {}
     return {
+        **network,
         "spark.master": settings.spark_master,
         "spark.app.name": "netflix-lambda",
         "spark.driver.memory": settings.spark_driver_memory,

@@ -1,8 +1,14 @@
-"""The code location: every layer's definitions merged with the resources chosen for this deployment."""
+"""The code location: every layer's definitions merged with the resources chosen for this deployment.
+
+Default executor (what a "Materialize" from the UI uses): in-process, for the reason the two jobs give
+(``defs/dbt/schedules.py``, ``defs/speed/jobs.py``): on 2 cores a Python per step that re-imports the code
+location costs more than the steps. A selection that mixes the never-ending stream with batch assets runs
+the stream last; launch ``speed_stream_job`` on its own instead.
+"""
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from core.settings import Settings, get_settings
 from netflix_assets.defs.dbt import definitions as dbt
@@ -18,7 +24,7 @@ def build_definitions(settings: Settings) -> Definitions:
         silver.definitions(settings),
         dbt.definitions(settings),
         speed.definitions(settings),
-        Definitions(resources=build_resources(settings)),
+        Definitions(resources=build_resources(settings), executor=in_process_executor),
     )
 
 
