@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import queue
 import re
 import signal
 import subprocess
@@ -86,7 +87,8 @@ class Service:
 @dataclass(frozen=True)
 class Action:
     """Something the launcher does itself once ``after`` is ready (e.g. launch a run); ``do`` returns the
-    sentence to print, or raises to report a problem (the stack keeps running)."""
+    sentence to print, or raises to report a problem (the stack keeps running). It runs in a thread of
+    its own: an API call that takes seconds on a busy machine does not hold up the other units."""
 
     name: str
     do: Callable[[], str]
@@ -130,6 +132,8 @@ class Supervisor:
     done: set[str] = field(default_factory=set)  # started or finished (never started twice)
     failed: str | None = None
     pollers: list[Callable[[], None]] = field(default_factory=list)
+    actions: dict[str, threading.Thread] = field(default_factory=dict)
+    _results: queue.Queue[tuple[str, str | None]] = field(default_factory=queue.Queue)
 
     def __post_init__(self) -> None:
         names = [u.name for u in self.units]
@@ -157,15 +161,18 @@ class Supervisor:
                 self._start(unit)
         for entry in list(self.running):
             self._check(entry)
+        while not self._results.empty():
+            name, sentence = self._results.get()
+            if sentence is not None:
+                self.mark_ready(name, sentence)
         for poll in self.pollers:
             poll()
 
     def _start(self, unit: Unit) -> None:
         if isinstance(unit, Action):
-            try:
-                self.mark_ready(unit.name, unit.do())
-            except Exception as exc:  # an action that failed is reported; the stack keeps running
-                log.error("%s: %s", unit.name, exc)
+            thread = threading.Thread(target=self._act, args=(unit,), name=unit.name, daemon=True)
+            self.actions[unit.name] = thread
+            thread.start()
             return
         path = self.log_path(unit)
         rotate(path)
@@ -182,6 +189,13 @@ class Supervisor:
                 start_new_session=True,
             )
         self.running.append(_Running(unit, proc, time.monotonic()))
+
+    def _act(self, action: Action) -> None:
+        try:
+            self._results.put((action.name, action.do()))
+        except Exception as exc:  # an action that failed is reported; the stack keeps running
+            log.error("%s: %s", action.name, exc)
+            self._results.put((action.name, None))
 
     def _check(self, entry: _Running) -> None:
         service, code = entry.service, entry.proc.poll()

@@ -1,0 +1,93 @@
+"""The launcher's supervisor (cli/services.py) with small real processes: dependency order, readiness
+sentences, a failed task or a dying service stopping the launch, and stops newest first, by PID.
+
+This is the mechanism another service joins `netflix-lambda up` through (one `Service` entry in
+`cli.launcher.stack`), so it is tested on its own, in seconds, without Dagster or Spark.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cli.services import Action, Service, Supervisor, Unit
+
+PY = sys.executable
+
+
+def _sleeper(tag: str) -> list[str]:
+    """A service that records its start and its SIGTERM in its log, then exits cleanly on SIGTERM."""
+    code = (
+        "import signal, sys, time\n"
+        f"print('start {tag}', time.monotonic(), flush=True)\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: (print('stop {tag}', time.monotonic(), flush=True), "
+        "sys.exit(0)))\n"
+        "time.sleep(600)\n"
+    )
+    return [PY, "-c", code]
+
+
+def _run(supervisor: Supervisor, until: object, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not until() and time.monotonic() < deadline:  # type: ignore[operator]
+        supervisor.step()
+        time.sleep(0.05)
+
+
+def _stamp(log: Path, word: str) -> float:
+    line = next(line for line in log.read_text().splitlines() if line.startswith(word))
+    return float(line.split()[-1])
+
+
+def test_units_start_in_dependency_order_say_when_ready_and_stop_newest_first(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    flag = tmp_path / "ready.flag"
+    units: list[Unit] = [
+        Service("late", _sleeper("late"), says="late up", after=("task", "first")),
+        Service("first", _sleeper("first"), says="first up at {detail}",
+                ready=lambda: "the flag" if flag.exists() else None),
+        Service("task", [PY, "-c", "print('generated')"], says="task done", oneshot=True),
+        Action("action", lambda: "action ran after late", after=("late",)),
+    ]  # fmt: skip
+    supervisor = Supervisor(units, env={}, cwd=tmp_path, log_dir=tmp_path)
+    with caplog.at_level(logging.INFO, logger="cli.launcher"):
+        _run(supervisor, lambda: "task" in supervisor.ready and len(supervisor.running) == 1)
+        assert "late" not in supervisor.done, "started before its prerequisite `first` was ready"
+        flag.touch()
+        _run(supervisor, lambda: "action" in supervisor.ready)
+    assert [r.getMessage() for r in caplog.records if r.name == "cli.launcher"] == [
+        "task done", "first up at the flag", "late up", "action ran after late",
+    ]  # fmt: skip
+    pids = supervisor.pids()
+    assert len(pids) == 2
+    supervisor.stop_all()
+    assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in pids)
+    assert _stamp(tmp_path / "late.log", "stop") < _stamp(tmp_path / "first.log", "stop")
+    assert (tmp_path / "task.log").read_text() == "generated\n"
+
+
+def test_a_failing_task_or_a_dying_service_stops_the_launch(tmp_path: Path) -> None:
+    failing = Supervisor(
+        [Service("generate", [PY, "-c", "raise SystemExit(3)"], says="", oneshot=True)],
+        env={}, cwd=tmp_path, log_dir=tmp_path,
+    )  # fmt: skip
+    _run(failing, lambda: failing.failed)
+    assert failing.failed == f"generate failed (exit 3); see {tmp_path / 'generate.log'}"
+
+    dying = Supervisor(
+        [Service("ui", [PY, "-c", "import time; time.sleep(0.5)"], says="", ready=lambda: None)],
+        env={}, cwd=tmp_path, log_dir=tmp_path,
+    )  # fmt: skip
+    _run(dying, lambda: dying.failed)
+    assert dying.failed is not None and "ui exited unexpectedly (code 0)" in dying.failed
+
+
+def test_a_stack_with_an_unknown_prerequisite_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown prerequisites"):
+        Supervisor([Action("a", lambda: "", after=("nope",))], env={}, cwd=tmp_path, log_dir=tmp_path)
