@@ -167,6 +167,13 @@ class Settings(BaseSettings):
     )
 
     # -- dagster ------------------------------------------------------------------------------------
+    batch_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="Unix niceness of the batch layer's run (its Spark JVM and dbt inherit it): on a small "
+        "machine the stream (sub-minute SLO) gets the cores first when both want them. 0 = normal priority.",
+    )
     dagster_port: int = Field(3000, description="Port of the Dagster UI served by `make run`.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO",

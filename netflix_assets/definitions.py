@@ -1,9 +1,8 @@
 """The code location: every layer's definitions merged with the resources chosen for this deployment.
 
-Default executor (what a "Materialize" from the UI uses): in-process, for the reason the two jobs give
-(``defs/dbt/schedules.py``, ``defs/speed/jobs.py``): on 2 cores a Python per step that re-imports the code
-location costs more than the steps. A selection that mixes the never-ending stream with batch assets runs
-the stream last; launch ``speed_stream_job`` on its own instead.
+Default executor (what a "Materialize" from the UI uses): in-process, at normal priority
+(``defs/executors.py`` says why). A selection that mixes the never-ending stream with batch assets runs the
+steps one after the other; launch ``speed_stream_job`` on its own instead.
 """
 
 from __future__ import annotations

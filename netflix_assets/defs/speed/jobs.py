@@ -1,11 +1,10 @@
 """The long-running streaming job (one run = one Structured Streaming query) and the run states the sensor
 treats as "a stream is already on its way".
 
-Executor: in-process. The job is one step (the ``speed_stream`` multi-asset); the multiprocess executor
-would start a second Python for it that imports the whole code location again (~3 s of CPU, more on a
-busy machine) before Spark even starts, which is time straight off the first realtime numbers. A UI
-termination reaches the step in the run process the same way (``DagsterExecutionInterruptedError`` in the
-main thread, ``stream_run.py``).
+Executor: in-process, at normal priority (``defs/executors.py``). The job is one step (the
+``speed_stream`` multi-asset); a process for it would import the whole code location a second time before
+Spark even starts, straight off the first realtime numbers. A UI termination reaches the step in the run
+process the same way (``DagsterExecutionInterruptedError`` in the main thread, ``stream_run.py``).
 """
 
 from dagster import AssetSelection, DagsterRunStatus, define_asset_job, in_process_executor
