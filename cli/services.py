@@ -39,7 +39,9 @@ import psutil
 log = logging.getLogger("cli.launcher")
 
 Ready = Callable[[], str | None]  # None while not ready; then the text that replaces {detail} in `says`
-LEFTOVER_GRACE_S = 45.0  # a streaming run finishes its micro-batch (~10 s trigger) and stops Spark
+LEFTOVER_GRACE_S = 45.0
+QUICK_DEATH_S = 30.0  # a restarted service that dies sooner than this again counts as crash-looping
+MAX_QUICK_DEATHS = 3  # a streaming run finishes its micro-batch (~10 s trigger) and stops Spark
 
 
 def started() -> str:
@@ -66,7 +68,10 @@ class Service:
     """A process of the stack.
 
     ``oneshot`` marks a task (e.g. generating data): it is ready when it exits 0, and a non-zero exit stops
-    the launch. Any other service exiting is an outage: the launcher says so and stops the stack.
+    the launch. Any other service exiting is an outage: the launcher says so and stops the stack, unless
+    ``restart`` is set (a helper the stack can run without for a moment, e.g. a monitor): then it is
+    started again, with a warning, up to :data:`MAX_QUICK_DEATHS` times in a row if it dies within
+    :data:`QUICK_DEATH_S` of its start.
     """
 
     name: str
@@ -78,6 +83,7 @@ class Service:
     stop_signal: signal.Signals = signal.SIGTERM
     ready_warning_s: float = 120.0  # say something if it is not ready by then
     log_name: str = ""  # file under the log folder (default: the name, slugged)
+    restart: bool = False
 
     @property
     def log_file_name(self) -> str:
@@ -116,6 +122,7 @@ class _Running:
     proc: subprocess.Popen[bytes]
     started: float
     warned: bool = False
+    quick_deaths: int = 0
 
 
 @dataclass
@@ -174,12 +181,15 @@ class Supervisor:
             self.actions[unit.name] = thread
             thread.start()
             return
-        path = self.log_path(unit)
-        rotate(path)
-        log.debug("starting %s: %s (log %s)", unit.name, " ".join(unit.argv), path)
+        rotate(self.log_path(unit))
+        self.running.append(_Running(unit, self._spawn(unit), time.monotonic()))
+
+    def _spawn(self, service: Service) -> subprocess.Popen[bytes]:
+        path = self.log_path(service)
+        log.debug("starting %s: %s (log %s)", service.name, " ".join(service.argv), path)
         with path.open("ab") as out:
-            proc = subprocess.Popen(
-                list(unit.argv),
+            return subprocess.Popen(
+                list(service.argv),
                 env=self.env,
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
@@ -188,7 +198,6 @@ class Supervisor:
                 preexec_fn=_reset_signals,
                 start_new_session=True,
             )
-        self.running.append(_Running(unit, proc, time.monotonic()))
 
     def _act(self, action: Action) -> None:
         try:
@@ -208,8 +217,7 @@ class Supervisor:
                 self.failed = f"{service.name} failed (exit {code}); see {self.log_path(service)}"
             return
         if code is not None:
-            self.running.remove(entry)
-            self.failed = f"{service.name} exited unexpectedly (code {code}); see {self.log_path(service)}"
+            self._exited(entry, code)
             return
         if service.name not in self.ready:
             detail = service.ready()
@@ -223,6 +231,19 @@ class Supervisor:
                     service.ready_warning_s,
                     self.log_path(service),
                 )
+
+    def _exited(self, entry: _Running, code: int) -> None:
+        """A service died: restart it if it may be, else fail the launch."""
+        service, quick = entry.service, time.monotonic() - entry.started < QUICK_DEATH_S
+        entry.quick_deaths = entry.quick_deaths + 1 if quick else 0
+        if not service.restart or entry.quick_deaths >= MAX_QUICK_DEATHS:
+            self.running.remove(entry)
+            self.failed = f"{service.name} exited unexpectedly (code {code}); see {self.log_path(service)}"
+            return
+        log.warning(
+            "%s exited (code %d); starting it again (see %s)", service.name, code, self.log_path(service)
+        )
+        entry.proc, entry.started = self._spawn(service), time.monotonic()
 
     # -- stopping -----------------------------------------------------------------------------------
     def descendants(self) -> list[psutil.Process]:

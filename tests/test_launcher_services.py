@@ -88,6 +88,22 @@ def test_a_failing_task_or_a_dying_service_stops_the_launch(tmp_path: Path) -> N
     assert dying.failed is not None and "ui exited unexpectedly (code 0)" in dying.failed
 
 
+def test_a_restartable_service_is_started_again_until_it_crash_loops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    counter = tmp_path / "starts"
+    code = f"open({str(counter)!r}, 'a').write('x'); raise SystemExit(2)"
+    supervisor = Supervisor([Service("monitor", [PY, "-c", code], says="", restart=True)],
+                            env={}, cwd=tmp_path, log_dir=tmp_path)  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="cli.launcher"):
+        _run(supervisor, lambda: supervisor.failed)
+    assert counter.read_text() == "xxx"  # the first start and two restarts
+    assert [r.getMessage() for r in caplog.records].count(
+        f"monitor exited (code 2); starting it again (see {tmp_path / 'monitor.log'})"
+    ) == 2
+    assert supervisor.failed is not None and "monitor exited unexpectedly (code 2)" in supervisor.failed
+
+
 def test_a_stack_with_an_unknown_prerequisite_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown prerequisites"):
         Supervisor([Action("a", lambda: "", after=("nope",))], env={}, cwd=tmp_path, log_dir=tmp_path)
