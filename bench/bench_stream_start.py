@@ -35,6 +35,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+from bench.checkout import env_for, export_ref  # noqa: E402
+
 PHASES = ("import", "spark", "dimensions", "query_start", "first_batch", "second_batch")
 
 
@@ -151,27 +153,59 @@ def main() -> None:
     parser.add_argument("--dims", choices=("silver", "raw"), default="silver")
     parser.add_argument("--events", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-ref", default=None, help="also measure this commit's code, interleaved")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.data_dir.resolve(), args.dims, args.events)))
         return
-    runs = []
-    for index in range(args.repeats):
-        load = os.getloadavg()[0]
-        argv = [sys.executable, __file__, "--child", "--data-dir", str(args.data_dir), "--dims", args.dims,
-                "--events", str(args.events)]  # fmt: skip
-        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        runs.append(json.loads(out))
-        print(f"run {index + 1} (load {load:.1f}): {out}", flush=True)
-    print(
-        f"\nstream start, dims from {args.dims}, {args.events} events per batch; median of {len(runs)} runs\n"
-    )
-    print("| phase | wall s | CPU s |\n|---|---:|---:|")
+    checkouts: dict[str, Path | None] = {"this branch": None}
+    if args.baseline_ref:
+        checkouts = {args.baseline_ref: export_ref(args.baseline_ref), **checkouts}
+    try:
+        runs = measure(args, checkouts)
+    finally:
+        for checkout in checkouts.values():
+            if checkout is not None:
+                shutil.rmtree(checkout, ignore_errors=True)
+    print(f"\nstream start, dimensions from {args.dims}, {args.events} events per batch; medians\n")
+    print("| phase | " + " | ".join(f"{label}: wall s | CPU s" for label in runs) + " |")
+    print("|---|" + "---:|---:|" * len(runs))
     for phase in PHASES:
-        wall = statistics.median(r[phase][0] for r in runs)
-        cpu = statistics.median(r[phase][1] for r in runs)
-        print(f"| {phase} | {wall:.1f} | {cpu:.1f} |")
+        cells = [
+            f"{statistics.median(r[phase][index] for r in rows):.1f}"
+            for rows in runs.values()
+            for index in (0, 1)
+        ]
+        print(f"| {phase} | " + " | ".join(cells) + " |")
+
+
+def measure(args: argparse.Namespace, checkouts: dict[str, Path | None]) -> dict[str, list[dict[str, Any]]]:
+    """``--repeats`` child runs per checkout, interleaved so that both see the same load."""
+    envs = {label: _child_env(checkout) for label, checkout in checkouts.items()}
+    for label, checkout in checkouts.items():  # a first load parses the dbt project: not a run's cost
+        subprocess.run([sys.executable, "-c", "import netflix_assets.definitions"], env=envs[label],
+                       cwd=checkout or PROJECT_ROOT, check=True, capture_output=True)  # fmt: skip
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in checkouts}
+    data_dir = str(args.data_dir.resolve())
+    argv = [sys.executable, "-m", "bench.bench_stream_start", "--child", "--data-dir", data_dir,
+            "--dims", args.dims, "--events", str(args.events)]  # fmt: skip
+    for index in range(args.repeats):
+        for label, checkout in checkouts.items():
+            load = os.getloadavg()[0]
+            done = subprocess.run(argv, capture_output=True, text=True, check=True, env=envs[label],
+                                  cwd=checkout or PROJECT_ROOT)  # fmt: skip
+            runs[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"{label} #{index + 1} (load {load:.1f}): {json.dumps(runs[label][-1])}", flush=True)
+    return runs
+
+
+def _child_env(checkout: Path | None) -> dict[str, str]:
+    """Imports come from ``checkout`` first (``python -m`` also puts the working folder first); this
+    benchmark's own module from here."""
+    env = {**os.environ, **env_for(checkout)}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH"), str(PROJECT_ROOT)) if p)
+    return env
 
 
 if __name__ == "__main__":

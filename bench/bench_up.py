@@ -2,8 +2,10 @@
 
 Each repetition runs the launcher twice on one fresh data folder, the way a newcomer meets it:
 
-* **first start**: no raw files (the generator writes them), no Silver, no checkpoint; the stream joins
-  the raw CSVs until the batch run has written Silver;
+* **first start**: right after what ``make setup`` does once the venv is installed (the code location loaded
+  once, which parses the dbt project; its time is reported as ``prepared_s``), with no raw files (the
+  generator writes them), no Silver, no checkpoint: the stream joins the raw CSVs until the batch run has
+  written Silver;
 * **second start**: the same folder after a clean stop (raw files, Silver, marts and the stream's
   checkpoint present; the embedded broker starts empty, as it always does).
 
@@ -40,6 +42,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+from bench.checkout import env_for, export_ref  # noqa: E402
 from cli.dagster_api import DagsterApi, metadata  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.launcher_stack import LauncherStack  # noqa: E402
@@ -86,8 +89,9 @@ def one_start(
     data_dir: Path, out: Path, scale: float, checkout: Path | None, timeout_s: float
 ) -> dict[str, Any]:
     """One launch until realtime and marts are in (or ``timeout_s``), then a SIGINT stop."""
-    extra_env = {"PYTHONPATH": str(checkout)} if checkout else {}
-    stack = LauncherStack(data_dir, free_port(), ["--scale", f"{scale:g}"], out, extra_env, cwd=checkout)
+    stack = LauncherStack(
+        data_dir, free_port(), ["--scale", f"{scale:g}"], out, env_for(checkout), cwd=checkout
+    )
     result: dict[str, Any] = {"load_at_start": round(os.getloadavg()[0], 2)}
     stack.start()
     try:
@@ -110,6 +114,16 @@ def one_start(
     return result
 
 
+def prepare(data_dir: Path, checkout: Path | None) -> float:
+    """What `make setup` does after installing: load the code location once, which parses the dbt project
+    for this data folder (its paths are dbt vars). Seconds it took."""
+    env = {**os.environ, **env_for(checkout), "NETFLIX_DATA_DIR": str(data_dir)}
+    started = time.monotonic()
+    argv = [sys.executable, "-c", "import netflix_assets.definitions"]
+    subprocess.run(argv, env=env, cwd=checkout or PROJECT_ROOT, check=True, capture_output=True)
+    return round(time.monotonic() - started, 1)
+
+
 def _batch_finished(api: DagsterApi, started: float, result: dict[str, Any]) -> bool:
     """The batch run launched at this start has ended (the stack is stopped only after it); a launcher
     that publishes the marts before serving the UI (the baseline's) is done once they are in."""
@@ -117,16 +131,6 @@ def _batch_finished(api: DagsterApi, started: float, result: dict[str, Any]) -> 
         return True
     runs = [r for r in api.runs("batch_layer", limit=5) if r.created >= started]
     return bool(runs) and not runs[-1].in_progress
-
-
-def _export(ref: str) -> Path:
-    """The project at ``ref`` in a temporary folder (its own dbt target/, data and workspace)."""
-    target = Path(tempfile.mkdtemp(prefix=f"bench-up-{ref}-"))
-    archive = subprocess.run(
-        ["git", "-C", str(PROJECT_ROOT), "archive", ref], check=True, capture_output=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
-    return target
 
 
 def _median(results: list[dict[str, Any]], key: str, sub: str | None = None) -> float | None:
@@ -187,15 +191,17 @@ def main() -> None:
     results: dict[str, list[dict[str, Any]]] = {}
     plans: list[tuple[str, Path | None, int]] = [("this branch", None, args.runs)]
     if args.baseline_ref:
-        plans.insert(0, (args.baseline_ref, _export(args.baseline_ref), 1))
+        plans.insert(0, (args.baseline_ref, export_ref(args.baseline_ref), 1))
     try:
         for label, checkout, runs in plans:
             for index in range(runs):
                 data_dir = work / f"{label.replace(' ', '-')}-{index}" / "data"
+                prepared = prepare(data_dir, checkout)
                 for start in ("first start", "second start"):
                     out = data_dir.parent / f"{start.replace(' ', '-')}.txt"
                     print(f"{label}, {start} #{index + 1} (load {os.getloadavg()[0]:.1f})", flush=True)
                     measured = one_start(data_dir, out, args.scale, checkout, args.timeout)
+                    measured["prepared_s"] = prepared
                     print(json.dumps(measured), flush=True)
                     results.setdefault(f"{label}, {start}", []).append(measured)
     finally:

@@ -26,6 +26,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -201,20 +202,23 @@ class Launch:
     def launch(self, job: str, follower: RunFollower) -> str:
         """Launch ``job`` unless a run of it is already on its way; the follower reports from then on."""
         assert self.location is not None
-        active = self.api.runs(job, IN_PROGRESS, limit=1)
-        if active:
-            follower.follow(active[0].run_id, launched_here=False)
-            run = active[0]
-            return f"{job}: run {run.run_id[:8]} is already {run.status.lower()}; not launching another"
+        follower.launching()
+        run_id, launched_here = None, True
         try:
-            run_id = self.api.launch(self.location, job, LAUNCHED_BY)
-        except TimeoutError:  # the webserver may have created the run before the answer timed out
-            created = [r for r in self.api.runs(job, limit=1) if r.created >= self.started_epoch]
-            if not created:
-                raise
-            run_id = created[0].run_id
-        follower.follow(run_id, launched_here=True)
-        return ""
+            active = self.api.runs(job, IN_PROGRESS, limit=1)
+            if active:
+                run_id, launched_here = active[0].run_id, False
+                return f"{job}: run {run_id[:8]} is already {active[0].status.lower()}; not launching another"
+            try:
+                run_id = self.api.launch(self.location, job, LAUNCHED_BY)
+            except TimeoutError:  # the webserver may have created the run before the answer timed out
+                created = [r for r in self.api.runs(job, limit=1) if r.created >= self.started_epoch]
+                if not created:
+                    raise
+                run_id = created[0].run_id
+            return ""
+        finally:
+            follower.follow(run_id, launched_here)
 
     def _stream_report(self, run: Run, launched_here: bool) -> StreamReport:
         return StreamReport(self.ui_url, run, launched_here, self.elapsed)
@@ -273,8 +277,12 @@ def stack(launch: Launch) -> list[Unit]:
         raw_note = f"raw files already in {bucket.uri('raw')}; keeping them (--regenerate replaces them)"
         units.append(Action("raw data", lambda: raw_note))
     if settings.embedded_kafka:
-        units.append(Service("broker", [exe, "broker"], says="Kafka broker (embedded Tansu) up at {detail}",
-                             ready=launch.broker_ready))  # fmt: skip
+        units.append(Service(
+            "broker", [exe, "broker"], says="Kafka broker (embedded Tansu) up at {detail}",
+            ready=launch.broker_ready,
+            hint="If it says a broker is already running (an earlier start that was killed), run "
+            "`netflix-lambda broker --stop` and start again",
+        ))  # fmt: skip
     else:
         kafka_note = f"using the Kafka cluster at {settings.kafka_bootstrap_servers}; no embedded broker"
         units.append(Action("broker", lambda: kafka_note))
@@ -337,10 +345,29 @@ def _single_launcher(data_dir: Path) -> Iterator[IO[str]]:
         yield lock
 
 
+def _port_free(port: int) -> bool:
+    """Free for the webserver, which binds with SO_REUSEADDR (connections in TIME_WAIT do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     data_dir = Path(settings.data_dir).resolve()
     log_dir = data_dir / "logs"
     terminal.configure(log_dir, settings.log_level)
+    if not _port_free(settings.dagster_port):
+        log.error(
+            "port %d on %s is taken (another Dagster UI, or an earlier `make run` still stopping?): stop "
+            "it, or choose another port with NETFLIX_DAGSTER_PORT",
+            settings.dagster_port,
+            LOOPBACK,
+        )
+        return 1
     with _single_launcher(data_dir), tempfile.TemporaryDirectory(prefix="netflix-up-") as socket_dir:
         launch = Launch(args, settings, log_dir, Path(socket_dir))
         launch.prepare_instance()

@@ -40,6 +40,9 @@ class RunReport:
     """
 
     stopping = False
+    noun = "run"
+    on_failure = ""  # what to do, after the error
+    ended = "ended"  # how a canceled run is said to end
 
     def __init__(self, ui_url: str, run: Run, launched_here: bool, elapsed: Callable[[], float]) -> None:
         self.ui_url, self.run, self.launched_here, self.elapsed = ui_url, run, launched_here, elapsed
@@ -63,6 +66,14 @@ class RunReport:
         handler = getattr(self, f"on_{kind}", None)
         if handler is not None:
             handler(event)
+
+    def on_RunFailureEvent(self, event: dict[str, Any]) -> None:
+        message = (event.get("error") or {}).get("message") or event.get("message")
+        log.error("%s %s failed after %s: %s. %s; details at %s", self.noun, self.short, self.took(event),
+                  _first_line(message), self.on_failure, self.link)  # fmt: skip
+
+    def on_RunCanceledEvent(self, event: dict[str, Any]) -> None:
+        log.info("%s %s %s after %s", self.noun, self.short, self.ended, self.took(event))
 
     def took(self, event: dict[str, Any]) -> str:
         start = self.started_at or self.run.created
@@ -92,13 +103,19 @@ def _layer_of(step_or_key: str) -> str:
 class BatchReport(RunReport):
     """raw → Silver → dbt: one line per layer as it finishes, then the run's outcome."""
 
+    noun, ended = "batch run", "canceled"
+    on_failure = (
+        "The previous marts stay published; fix the cause and launch batch_layer again from the UI "
+        "(Jobs → batch_layer)"
+    )
+
     def __init__(self, *args: Any, marts: Callable[[], str] = lambda: "", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.marts = marts
         self.layers = {name: _Layer(name) for name in ("raw", "silver", "dbt")}
 
     def announce(self) -> None:
-        how = "started" if self.launched_here else "started by its schedule or from the UI"
+        how = "started" if self.launched_here else "started (by the hourly schedule or from the UI)"
         log.info("batch run %s %s: raw files → Silver (Spark) → dbt marts; watch it at %s", self.short, how,
                  self.link)  # fmt: skip
 
@@ -151,20 +168,6 @@ class BatchReport(RunReport):
             self._report(name, _seconds(event))
         log.info("batch run %s finished in %s: %s", self.short, self.took(event), self.marts())
 
-    def on_RunFailureEvent(self, event: dict[str, Any]) -> None:
-        message = (event.get("error") or {}).get("message") or event.get("message")
-        log.error(
-            "batch run %s failed after %s: %s. The previous marts stay published; read the run at %s, fix "
-            "the cause and launch batch_layer again from the UI (Jobs → batch_layer)",
-            self.short,
-            self.took(event),
-            _first_line(message),
-            self.link,
-        )
-
-    def on_RunCanceledEvent(self, event: dict[str, Any]) -> None:
-        log.info("batch run %s canceled after %s", self.short, self.took(event))
-
     def _report(self, name: str, at: float) -> None:
         layer = self.layers[name]
         if layer.reported or not (layer.assets or layer.checks_failed):
@@ -188,13 +191,20 @@ class BatchReport(RunReport):
 class StreamReport(RunReport):
     """The streaming run: running, its first realtime batch, and how it ends."""
 
+    noun, ended = "stream run", "stopped"
+    on_failure = (
+        "The stream sensor relaunches it while the topic has lag (it stops after 3 failures in a row and "
+        "says why in the UI)"
+    )
+
     first_batch_seen = False  # across runs: the first realtime batch is announced once
 
     def announce(self) -> None:
         if self.launched_here:
             log.info("stream run %s launched (speed_stream_job); watch it at %s", self.short, self.link)
         else:
-            log.info("the stream sensor launched stream run %s; watch it at %s", self.short, self.link)
+            how = "started (by the stream sensor or from the UI)"
+            log.info("stream run %s %s; watch it at %s", self.short, how, self.link)
 
     def on_ExecutionStepStartEvent(self, event: dict[str, Any]) -> None:
         log.info("stream running: Spark is up in run %s; loading dimensions, then the query", self.short)
@@ -223,25 +233,16 @@ class StreamReport(RunReport):
         if not RunReport.stopping and event.get("level") in ("ERROR", "CRITICAL"):
             log.error("stream: %s", _first_line(event.get("message")))
 
-    def on_RunFailureEvent(self, event: dict[str, Any]) -> None:
-        message = (event.get("error") or {}).get("message") or event.get("message")
-        log.error(
-            "stream run %s failed after %s: %s. The stream sensor relaunches it while the topic has lag "
-            "(it stops after 3 failures in a row and says why in the UI); details at %s",
-            self.short,
-            self.took(event),
-            _first_line(message),
-            self.link,
-        )
-
-    def on_RunCanceledEvent(self, event: dict[str, Any]) -> None:
-        log.info("stream run %s stopped after %s", self.short, self.took(event))
-
 
 @dataclass
 class RunFollower:
     """Follows the newest run of ``job`` created since ``since`` (epoch s): the one launched here, then any
-    later one (the hourly schedule, the stream sensor, a launch from the UI)."""
+    later one (the hourly schedule, the stream sensor, a launch from the UI).
+
+    :meth:`poll` runs in the launcher's main loop; :meth:`launching` and :meth:`follow` are called from the
+    thread that launches a run, and only hand the run over, so that the run just launched here is never
+    mistaken for one launched elsewhere while its launch is in flight.
+    """
 
     api: DagsterApi
     job: str
@@ -254,12 +255,17 @@ class RunFollower:
     _next_poll: float = 0.0
     _next_discovery: float = 0.0
     _seen: set[str] = field(default_factory=set)
+    _launching: bool = False
+    _handed_over: tuple[str, bool] | None = None
 
-    def follow(self, run_id: str, launched_here: bool) -> None:
-        """Follow a run the launcher just launched (or found already on its way)."""
-        run = self.api.run(run_id)
-        if run is not None:
-            self._switch(run, launched_here)
+    def launching(self) -> None:
+        """A launch of this job is in flight: no discovery until :meth:`follow` hands its run over."""
+        self._launching = True
+
+    def follow(self, run_id: str | None, launched_here: bool = True) -> None:
+        """Follow this run from the next poll on (None: the launch failed, back to discovering)."""
+        self._handed_over = (run_id, launched_here) if run_id else None
+        self._launching = False
 
     def poll(self) -> None:
         now = time.monotonic()
@@ -267,8 +273,9 @@ class RunFollower:
             return
         self._next_poll = now + self.every_s
         try:
+            self._take_handover()
             self._drain()
-            if now >= self._next_discovery:
+            if now >= self._next_discovery and not self._launching and self._handed_over is None:
                 self._next_discovery = now + self.discover_every_s
                 self._discover()
         except DagsterApiError as exc:
@@ -278,9 +285,19 @@ class RunFollower:
                 raise
             log.debug("following %s: webserver unreachable (%s)", self.job, exc)
 
+    def _take_handover(self) -> None:
+        handed, self._handed_over = self._handed_over, None
+        if handed is None or handed[0] in self._seen:
+            return
+        self._drain()  # the end of the previous run's story first
+        run = self.api.run(handed[0])
+        if run is not None:
+            self._switch(run, handed[1])
+
     def _discover(self) -> None:
         newest = self.api.runs(self.job, limit=1)
         if newest and newest[0].run_id not in self._seen and newest[0].created >= self.since:
+            self._drain()
             self._switch(newest[0], launched_here=False)
             self._drain()
 

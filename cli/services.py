@@ -84,6 +84,7 @@ class Service:
     ready_warning_s: float = 120.0  # say something if it is not ready by then
     log_name: str = ""  # file under the log folder (default: the name, slugged)
     restart: bool = False
+    hint: str = ""  # what to do when it dies (appended to the error)
 
     @property
     def log_file_name(self) -> str:
@@ -238,7 +239,10 @@ class Supervisor:
         entry.quick_deaths = entry.quick_deaths + 1 if quick else 0
         if not service.restart or entry.quick_deaths >= MAX_QUICK_DEATHS:
             self.running.remove(entry)
-            self.failed = f"{service.name} exited unexpectedly (code {code}); see {self.log_path(service)}"
+            hint = f". {service.hint}" if service.hint else ""
+            self.failed = (
+                f"{service.name} exited unexpectedly (code {code}); see {self.log_path(service)}{hint}"
+            )
             return
         log.warning(
             "%s exited (code %d); starting it again (see %s)", service.name, code, self.log_path(service)

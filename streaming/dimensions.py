@@ -61,24 +61,31 @@ def quality_rank(column: str = "quality") -> F.Column:
     return mapping[F.col(column)]
 
 
+def _committed_parquet(bucket: Bucket, table: str) -> dict[str, dict]:
+    """The table's Parquet files as readers see them: files under a folder or with a name starting with
+    ``_`` or ``.`` (a Spark job's ``_temporary/`` while it writes) are not part of the table yet."""
+    base = bucket.path(CONTRACTS[table].silver_key)
+    if not bucket.fs.exists(base):
+        return {}
+    return {
+        path: info
+        for path, info in sorted(bucket.fs.find(base, detail=True).items())
+        if path.endswith(".parquet")
+        and not any(part.startswith(("_", ".")) for part in path[len(base) :].strip("/").split("/"))
+    }
+
+
 def silver_signature(bucket: Bucket) -> tuple[tuple[str, int, float], ...]:
     """(file, size, mtime) of every Silver file the stream reads: a change means the batch layer re-ran."""
-    entries = []
-    for table in ("users", "movies", "watch_history"):
-        base = bucket.path(CONTRACTS[table].silver_key)
-        if not bucket.fs.exists(base):
-            continue
-        for path, info in sorted(bucket.fs.find(base, detail=True).items()):
-            if path.endswith(".parquet"):
-                entries.append(
-                    (path, int(info.get("size") or 0), float(info.get("mtime") or info.get("updated") or 0))
-                )
-    return tuple(entries)
+    return tuple(
+        (path, int(info.get("size") or 0), float(info.get("mtime") or info.get("updated") or 0))
+        for table in ("users", "movies", "watch_history")
+        for path, info in _committed_parquet(bucket, table).items()
+    )
 
 
 def _has_silver(bucket: Bucket, table: str) -> bool:
-    base = bucket.path(CONTRACTS[table].silver_key)
-    return bucket.fs.exists(base) and any(p.endswith(".parquet") for p in bucket.fs.find(base))
+    return bool(_committed_parquet(bucket, table))
 
 
 def load_dimensions(spark: SparkSession, bucket: Bucket) -> Dimensions:

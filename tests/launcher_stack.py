@@ -88,6 +88,14 @@ class LauncherStack:
         self.seen += [p for p in now if p.pid not in known]
         return now
 
+    def commands(self) -> list[str]:
+        """Command lines of the processes below the launcher (gone and zombie ones left out)."""
+        found = []
+        for process in self.descendants():
+            with contextlib.suppress(psutil.Error):
+                found.append(" ".join(process.cmdline()))
+        return found
+
     def stop(self, sig: signal.Signals, timeout_s: float) -> float:
         """Send ``sig`` to the launcher; seconds until it and every process seen below it are gone."""
         assert self.proc is not None
