@@ -47,6 +47,7 @@ class RunReport:
     def __init__(self, ui_url: str, run: Run, launched_here: bool, elapsed: Callable[[], float]) -> None:
         self.ui_url, self.run, self.launched_here, self.elapsed = ui_url, run, launched_here, elapsed
         self.started_at: float | None = None
+        self.finished = not run.in_progress
 
     @property
     def short(self) -> str:
@@ -63,6 +64,8 @@ class RunReport:
         kind = event["__typename"]
         if kind == "RunStartEvent":
             self.started_at = _seconds(event)
+        elif kind in ("RunSuccessEvent", "RunFailureEvent", "RunCanceledEvent"):
+            self.finished = True
         handler = getattr(self, f"on_{kind}", None)
         if handler is not None:
             handler(event)
@@ -295,6 +298,9 @@ class RunFollower:
             self._switch(run, handed[1])
 
     def _discover(self) -> None:
+        """A newer run, once the one followed has ended (a queued one waits behind it: its story later)."""
+        if self.report is not None and not self.report.finished:
+            return
         newest = self.api.runs(self.job, limit=1)
         if newest and newest[0].run_id not in self._seen and newest[0].created >= self.since:
             self._drain()

@@ -30,6 +30,13 @@ LOOPBACK_ADDRESSES = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 MART = "monthly_active_users"  # one of the marts: published means the whole dbt build succeeded
 
 
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -102,9 +109,17 @@ class LauncherStack:
         self.descendants()
         sent = time.monotonic()
         self.proc.send_signal(sig)
-        self.proc.wait(timeout=timeout_s)
-        _gone, alive = psutil.wait_procs(self.seen, timeout=max(1.0, timeout_s - (time.monotonic() - sent)))
-        assert alive == [], f"still running after the stop: {[p.cmdline() for p in alive]}"
+        try:
+            self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"launcher still running {timeout_s:.0f} s after {sig.name}:\n{self.text()[-4000:]}"
+            )
+        alive = [p for p in self.seen if _alive(p)]
+        while alive and time.monotonic() - sent < timeout_s:
+            time.sleep(0.5)
+            alive = [p for p in alive if _alive(p)]
+        assert alive == [], f"still running after the stop: {[p.pid for p in alive]}\n{self.text()[-4000:]}"
         return time.monotonic() - sent
 
     def kill(self) -> None:
