@@ -114,7 +114,7 @@ class LauncherStack:
         except subprocess.TimeoutExpired:
             raise AssertionError(
                 f"launcher still running {timeout_s:.0f} s after {sig.name}:\n{self.text()[-4000:]}"
-            )
+            ) from None
         alive = [p for p in self.seen if _alive(p)]
         while alive and time.monotonic() - sent < timeout_s:
             time.sleep(0.5)
