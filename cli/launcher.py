@@ -247,7 +247,8 @@ class Launch:
             return
         if not runs:
             return
-        log.info("stopping %d run(s): the stream ends after its current micro-batch", len(runs))
+        log.info("stopping %d run(s): the stream ends after its current micro-batch (Ctrl-C again: stop at "
+                 "once)", len(runs))  # fmt: skip
         deadline = time.monotonic() + RUNS_STOP_S
         while time.monotonic() < deadline:
             self.stream.poll()
@@ -345,6 +346,18 @@ def _single_launcher(data_dir: Path) -> Iterator[IO[str]]:
         yield lock
 
 
+def _second_signal_kills(supervisor: Supervisor) -> None:
+    """While stopping in order (runs first, which can take a minute), Ctrl-C again kills everything now."""
+
+    def kill(signum: int, _frame: object) -> None:
+        killed = supervisor.kill_all()
+        log.warning("%s again: killed %d process(es) without waiting", signal.Signals(signum).name, killed)
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, kill)
+    signal.signal(signal.SIGTERM, kill)
+
+
 def _port_free(port: int) -> bool:
     """Free for the webserver, which binds with SO_REUSEADDR (connections in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -387,6 +400,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if supervisor.failed:
                 log.error("%s; stopping everything", supervisor.failed)
         finally:
+            _second_signal_kills(supervisor)
             launch.stop_runs()
             supervisor.stop_all()
             shutil.rmtree(socket_dir, ignore_errors=True)

@@ -262,6 +262,17 @@ class Supervisor:
         """Our services and everything below them."""
         return [e.proc.pid for e in self.running] + [p.pid for p in self.descendants()]
 
+    def kill_all(self) -> int:
+        """SIGKILL everything, at once (a second Ctrl-C); the number of processes killed."""
+        victims = [
+            *self.descendants(),
+            *(psutil.Process(e.proc.pid) for e in self.running if e.proc.poll() is None),
+        ]
+        for process in victims:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        return len(victims)
+
     def stop_all(self, grace_s: float = 30.0) -> None:
         """Stop services newest first, each with its stop signal, then whatever they left behind."""
         leftovers = self.descendants()

@@ -168,11 +168,12 @@ class Settings(BaseSettings):
 
     # -- dagster ------------------------------------------------------------------------------------
     batch_niceness: int = Field(
-        10,
+        5,
         ge=0,
         le=19,
         description="Unix niceness of the batch layer's run (its Spark JVM and dbt inherit it): on a small "
-        "machine the stream (sub-minute SLO) gets the cores first when both want them. 0 = normal priority.",
+        "machine the stream (sub-minute SLO) gets about three quarters of the cores when both want them. "
+        "0 = normal priority; higher values starve the batch layer when other work keeps the cores busy.",
     )
     dagster_port: int = Field(3000, description="Port of the Dagster UI served by `make run`.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(

@@ -18,6 +18,7 @@ import psutil
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
+from core.settings import Settings
 from tests.conftest import free_port
 from tests.launcher_stack import LauncherStack
 
@@ -66,7 +67,7 @@ def test_up_runs_everything_on_loopback_and_stops_on_sigterm(tmp_path: Path) -> 
         stack.wait("marts published by the batch run", marts_published, MARTS_WITHIN_S, every_s=2)
         assert stack.listening_elsewhere() == []
         # The stream's JVM at normal priority, the batch run's yielding the CPU (NETFLIX_BATCH_NICENESS).
-        assert jvm_niceness == {0, 10}, jvm_niceness
+        assert jvm_niceness == {0, Settings(_env_file=None).batch_niceness}, jvm_niceness
         stack.stop(signal.SIGTERM, STOP_WITHIN_S)
         assert not stack.api.serving()
     finally:

@@ -7,9 +7,11 @@
   not already use. So both jobs, and ad hoc materializations from the UI, run their steps in the run's
   own process.
 * **The batch layer yields the CPU to the stream.** Its run process lowers its priority (Unix niceness,
-  ``NETFLIX_BATCH_NICENESS``, 10 by default) before anything starts, so its Spark JVM and dbt inherit it.
+  ``NETFLIX_BATCH_NICENESS``, 5 by default) before anything starts, so its Spark JVM and dbt inherit it.
   The stream's SLO is a minute, the marts' an hour: when both want the cores (``make run`` starts them
-  together), the stream's start-up and micro-batches go first and the batch run takes the rest.
+  together), Linux gives the stream about three times the batch run's share. Not more: at niceness 10
+  (a tenth of the share) a batch run on a machine busy with other work was starved for many minutes
+  (``tests/test_launcher.py`` on the shared development machine, load average 30–40).
 """
 
 import os
