@@ -138,7 +138,7 @@ def measure(args: list[str], log: Path) -> dict[str, Any]:
     """
     out = log.with_suffix(".json")
     started = time.perf_counter()
-    peak, cpu = 0, {}
+    peak, cpu, loads = 0, {}, []
     with log.open("w") as sink:
         proc = subprocess.Popen(
             [sys.executable, __file__, *args, "--out", str(out)],
@@ -162,6 +162,7 @@ def measure(args: list[str], log: Path) -> dict[str, Any]:
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
             peak = max(peak, sampled)
+            loads.append(os.getloadavg()[0])
             time.sleep(SAMPLE_SECONDS)
     wall = time.perf_counter() - started
     if proc.returncode != 0 or not out.exists():
@@ -171,6 +172,9 @@ def measure(args: list[str], log: Path) -> dict[str, Any]:
         "process_wall": wall,
         "peak_rss_mb": peak / 2**20,
         "cpu": sum(cpu.values()),
+        # The machine is shared: the 1-minute load average while this child ran (mean and max of samples).
+        "load_mean": sum(loads) / len(loads) if loads else os.getloadavg()[0],
+        "load_max": max(loads, default=os.getloadavg()[0]),
     }
 
 
@@ -231,16 +235,18 @@ def report(results: list[dict[str, Any]], command: str, load: tuple[float, float
         f"command: `{command}` — {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB; "
         f"load average {load[0]:.1f} at start, {load[1]:.1f} at end",
         "",
-        "| scale | raw rows | batch layer (Silver + dbt): wall | CPU | peak RSS "
-        "| DuckDB baseline: wall | CPU | peak RSS | batch / baseline (wall) | marts equal |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| scale | raw rows | batch layer (Silver + dbt): wall | CPU | peak RSS | load (mean/max) "
+        "| DuckDB baseline: wall | CPU | peak RSS | load | batch / baseline (wall) | marts equal |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for r in results:
         b, d = r["batch"], r["baseline"]
         lines.append(
             f"| {r['scale']:g} | {sum(r['raw_rows'].values()):,} "
             f"| {b['process_wall']:.1f} s | {b['cpu']:.0f} s | {b['peak_rss_mb']:,.0f} MB "
-            f"| {d['process_wall']:.1f} s | {d['cpu']:.0f} s | {d['peak_rss_mb']:,.0f} MB | "
+            f"| {b['load_mean']:.1f}/{b['load_max']:.1f} "
+            f"| {d['process_wall']:.1f} s | {d['cpu']:.0f} s | {d['peak_rss_mb']:,.0f} MB "
+            f"| {d['load_mean']:.1f} | "
             f"{b['process_wall'] / d['process_wall']:.2f}× | {'yes' if not r['mart_differences'] else 'NO'} |"
         )
     lines.append("")

@@ -15,6 +15,11 @@ Three measurements in one run, one SparkSession (``local[2]`` by default), real 
    events/s for ``--latency-seconds``; per event, latency = the micro-batch's snapshot publication time
    minus the event's Kafka timestamp (read from Silver, so it is exact per event, not per batch).
 
+With ``--legacy-share F``, that fraction of the events is published after the others as the original
+pipeline's producer wrote them (schema version 0: ``json.dumps``, ``timestamp``, bare ``NaN``, no key): the
+Kafka source maps them (``core/contracts/legacy_v0.py``), the ceilings get them already mapped, so
+``Kafka / ceiling`` then shows what the mapping costs.
+
 Other jobs may share the machine's cores, so besides wall-clock rates each throughput run reports the CPU
 seconds its whole process tree used (JVM, Python workers, broker) per event, and the rate two idle cores
 would bound. The work folder (~400 MB) is deleted at the end unless ``--keep-work``.
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -54,7 +60,7 @@ from core.spark import start_spark  # noqa: E402
 from core.warehouse import WarehouseLayout  # noqa: E402
 from datagen import generate  # noqa: E402
 from embedded_broker.process import EmbeddedBroker  # noqa: E402
-from producer.publish import produce  # noqa: E402
+from producer.publish import produce, producer_config  # noqa: E402
 from producer.sources import Catalog, synthetic_source  # noqa: E402
 from streaming.job import StreamOptions, StreamSummary, run_stream  # noqa: E402
 from streaming.kafka_source import SCHEMA  # noqa: E402
@@ -120,10 +126,38 @@ def read_back(conf: dict[str, str], topic: str) -> pa.Table:
                 cols["value"].append(m.value())
                 cols["timestamp"].append(m.timestamp()[1] * 1000)
     consumer.close()
-    from streaming.kafka_source import arrow_schema
+    from streaming.kafka_source import LEGACY_COLUMN, arrow_schema, legacy_events
 
     schema = arrow_schema()
-    return pa.table([pa.array(cols[f.name], f.type) for f in schema], schema=schema)
+    arrays = {f.name: pa.array(cols[f.name], f.type) for f in schema if f.name != LEGACY_COLUMN}
+    arrays[LEGACY_COLUMN] = legacy_events(arrays["value"])  # as the source maps legacy v0 events
+    return pa.table([arrays[f.name] for f in schema], schema=schema)
+
+
+def publish_legacy(conf: dict[str, str], topic: str, catalog: Catalog, count: int, seed: int) -> None:
+    """``count`` events as the original producer sent them: pandas records (missing → NaN, ratings as
+    floats) plus ``timestamp``, ``json.dumps``-encoded, without a key."""
+    from itertools import islice
+
+    from confluent_kafka import Producer
+
+    producer = Producer(producer_config(conf, client_id="bench-legacy-v0"))
+    for record in islice(synthetic_source(catalog, seed=seed), count):
+        legacy = {k: math.nan if v is None else v for k, v in record.items()}
+        rating = record["user_rating"]
+        legacy["user_rating"] = math.nan if rating is None else float(rating)
+        now = time.time()
+        legacy["timestamp"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
+        while True:
+            try:
+                producer.produce(topic, json.dumps(legacy).encode())
+                break
+            except BufferError:
+                producer.poll(0.1)
+    left = producer.flush(120)
+    if left:
+        raise RuntimeError(f"{left} legacy v0 events not delivered")
+    log.info("published %d legacy v0 events", count)
 
 
 def tree_cpu_seconds() -> float:
@@ -305,6 +339,9 @@ def main() -> int:
     parser.add_argument("--driver-memory", default="4g")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "results" / "streaming_work")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument(
+        "--legacy-share", type=float, default=0.0, help="fraction of --events sent as legacy v0 events"
+    )
     parser.add_argument("--keep-work", action="store_true", help="keep the work folder (topic copy, sinks)")
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "streaming.json")
     args = parser.parse_args()
@@ -322,9 +359,12 @@ def main() -> int:
         bucket = Bucket.from_settings(base)
         generate(bucket, 0.1, seed=42)
         catalog = Catalog.from_bucket(bucket)
+        legacy = round(args.events * args.legacy_share)
         report = produce(KafkaCluster.from_settings(base), synthetic_source(catalog, seed=1), rate=0,
-                         count=args.events, poison_rate=0.02, late_rate=0.02, seed=2)  # fmt: skip
+                         count=args.events - legacy, poison_rate=0.02, late_rate=0.02, seed=2)  # fmt: skip
         log.info("produced: %s", report.summary())
+        if legacy:
+            publish_legacy(conf, base.kafka_topic, catalog, legacy, seed=5)
         messages = read_back(conf, base.kafka_topic)
         files = args.work / "ceiling_input"
         files.mkdir()

@@ -1,20 +1,100 @@
-"""Inspection of a landed raw CSV: one streamed pass gives its size, rows, hash, header and preview.
+"""Finding and inspecting a landed raw CSV: which file a table is, and one streamed pass for its size, rows
+(records, as docs/data-quality.md counts them), hash, header and preview.
 
-Kept apart from the Dagster assets so the same inspection serves the asset, its checks and the CLI, and
-so a 1 GB file at scale 100 is read once, in bounded memory.
+Kept apart from the Dagster assets so the same inspection serves the asset, its checks, Silver and the
+CLI, and so a 1 GB file at scale 100 is read once, in bounded memory. A table's file is
+``raw/<table>.csv`` or, gzip-compressed, ``raw/<table>.csv.gz``; everything here reads either.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import io
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import IO
 
 from core.bucket import Bucket
+from core.contracts.raw import raw_keys
+from core.raw_records import CHUNK_BYTES, RecordLayout, scan_records
 
 PREVIEW_ROWS = 5
-_CHUNK = 8 << 20
+_HEAD_BYTES = 64 * 1024
+
+
+class RawFileError(ValueError):
+    """A table's raw file is missing or ambiguous; the message names the keys and what to do."""
+
+
+def is_compressed(key: str) -> bool:
+    return key.endswith(".gz")
+
+
+def raw_key_in(bucket: Bucket, table: str) -> str | None:
+    """The key of ``table``'s raw file in ``bucket`` (``.csv`` or ``.csv.gz``), None when there is none.
+
+    Both at once is an error: nothing could tell which one is current.
+    """
+    present = [key for key in raw_keys(table) if bucket.exists(key)]
+    if len(present) > 1:
+        raise RawFileError(
+            f"{' and '.join(bucket.uri(k) for k in present)} both exist: keep one file per table "
+            f"(the plain or the gzip-compressed {table} export)"
+        )
+    return present[0] if present else None
+
+
+def find_raw_key(bucket: Bucket, table: str) -> str:
+    """Like :func:`raw_key_in`, but a missing file is an error naming the keys looked for."""
+    key = raw_key_in(bucket, table)
+    if key is None:
+        wanted = " or ".join(bucket.uri(k) for k in raw_keys(table))
+        raise RawFileError(f"{wanted} does not exist: materialize ['raw', '{table}'] first")
+    return key
+
+
+@contextmanager
+def open_text(bucket: Bucket, key: str) -> Iterator[IO[bytes]]:
+    """The file's bytes as text bytes: gunzipped on the fly for ``.gz``."""
+    with bucket.open(key, "rb") as handle:
+        if is_compressed(key):
+            with gzip.GzipFile(fileobj=handle, mode="rb") as text:
+                yield text
+        else:
+            yield handle
+
+
+def _text_chunks(stored: Iterator[bytes], compressed: bool) -> Iterator[bytes]:
+    """Decompress a stream of stored chunks (multi-member gzip included) as it goes."""
+    if not compressed:
+        yield from stored
+        return
+    inflater = zlib.decompressobj(wbits=31)
+    for chunk in stored:
+        while chunk:
+            yield inflater.decompress(chunk)
+            chunk = inflater.unused_data  # a next gzip member starts here
+            if chunk:
+                inflater = zlib.decompressobj(wbits=31)
+    if not inflater.eof:
+        raise EOFError("the gzip stream ends before its end marker (truncated file?)")
+
+
+def _stored_chunks(bucket: Bucket, key: str) -> Iterator[bytes]:
+    """The file's bytes as stored, in chunks."""
+    with bucket.open(key, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
+
+
+def record_layout(bucket: Bucket, key: str, fields: int | None = None, split_bytes: int = 0) -> RecordLayout:
+    """Records of a raw file (one streamed pass, decompressing ``.gz``), for a header of ``fields``
+    (None: the file's own)."""
+    return scan_records(_text_chunks(_stored_chunks(bucket, key), is_compressed(key)), fields, split_bytes)
 
 
 @dataclass
@@ -47,41 +127,59 @@ def _decode_head(head: bytes, uri: str) -> tuple[str | None, str | None]:
 
 
 def profile_raw_file(bucket: Bucket, key: str) -> RawFileProfile:
-    """Stream the file once: hash, count lines, and parse the first lines as CSV."""
+    """Stream the file once: hash the stored bytes, count records, and parse the first lines as CSV.
+
+    Records are counted for the file's own header width: a header that breaks the contract fails its
+    own check, and the count stays meaningful for whoever reads it.
+    """
     uri = bucket.uri(key)
     digest = hashlib.sha256()
-    newlines = 0
     total = 0
     head = b""
-    last_byte = b""
-    with bucket.open(key, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
+
+    def stored() -> Iterator[bytes]:
+        nonlocal total
+        for chunk in _stored_chunks(bucket, key):
             digest.update(chunk)
-            newlines += chunk.count(b"\n")
             total += len(chunk)
-            if len(head) < 64 * 1024:
-                head += chunk[: 64 * 1024]
-            last_byte = chunk[-1:]
-    lines = newlines + (1 if total and last_byte != b"\n" else 0)
+            yield chunk
+
+    def text() -> Iterator[bytes]:
+        nonlocal head
+        for chunk in _text_chunks(stored(), is_compressed(key)):
+            if len(head) < _HEAD_BYTES:
+                head += chunk[:_HEAD_BYTES]
+            yield chunk
+
+    try:
+        layout = scan_records(text())
+    except (OSError, EOFError, zlib.error) as exc:
+        return RawFileProfile(key=key, uri=uri, bytes=total, sha256=digest.hexdigest(), data_rows=0,
+                              header=None, problem=f"{uri} is not a readable gzip file: {exc}")  # fmt: skip
     profile = RawFileProfile(
-        key=key, uri=uri, bytes=total, sha256=digest.hexdigest(), data_rows=max(lines - 1, 0), header=None
+        key=key, uri=uri, bytes=total, sha256=digest.hexdigest(), data_rows=layout.data_records, header=None
     )
-    if total == 0:
-        profile.problem = f"{uri} is empty (0 bytes): expected a CSV with a header row"
+    if total == 0 or not head:
+        size = "0 bytes" if total == 0 else "no text once decompressed"
+        profile.problem = f"{uri} is empty ({size}): expected a CSV with a header row"
         return profile
-    text, problem = _decode_head(head, uri)
+    text_head, problem = _decode_head(head, uri)
     if problem:
         profile.problem = problem
         return profile
-    assert text is not None
-    first_lines = text.splitlines()[: PREVIEW_ROWS + 1]
+    assert text_head is not None
+    rows: list[list[str]] = []
     try:
-        rows = list(csv.reader(io.StringIO("\n".join(first_lines)), strict=True))
+        for row in csv.reader(io.StringIO(text_head.lstrip("\ufeff"), newline=""), strict=True):
+            rows.append(row)
+            if len(rows) > PREVIEW_ROWS:
+                break
     except csv.Error as exc:
-        profile.problem = f"{uri} is not parseable as CSV near the top of the file: {exc}"
-        return profile
-    profile.header = [name.strip().lstrip("\ufeff") for name in rows[0]] if rows else []
-    profile.preview = rows[1:]
+        if not rows:
+            profile.problem = f"{uri} is not parseable as CSV near the top of the file: {exc}"
+            return profile
+    profile.header = [column.strip() for column in rows[0]] if rows else []
+    profile.preview = [row for row in rows[1:] if row]
     return profile
 
 

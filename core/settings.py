@@ -56,8 +56,9 @@ class Settings(BaseSettings):
     )
     raw_landing_dir: Path | None = Field(
         None,
-        description="Optional local folder of CSV exports; a raw asset copies `<table>.csv` from it into "
-        "the bucket's raw/ before profiling. Unset: files are expected in raw/ already.",
+        description="Optional local folder of CSV exports; a raw asset copies `<table>.csv` (or "
+        "`<table>.csv.gz`) from it into the bucket's raw/ before profiling. Unset: files are expected in "
+        "raw/ already.",
     )
     gcs_project: str | None = Field(None, description="GCP project for the GCS client (default: ADC's).")
     gcs_endpoint: str | None = Field(
@@ -137,6 +138,13 @@ class Settings(BaseSettings):
         description="Embedded broker only: when it restarted empty, the stream archives its checkpoint, "
         "logs the loss at ERROR and restarts from the new topic (docs/speed-layer.md). Never applies to a "
         "real Kafka cluster, where the stream always stops with the data-loss error.",
+    )
+    stream_accept_v0: bool = Field(
+        True,
+        description="Read legacy events without a schema_version (the original pipeline's kafka-python "
+        "producer: `timestamp`, bare NaN, no event_id) as schema version 0 through the compatibility mapping "
+        "(docs/speed-layer.md, Legacy events). `false` = strict schemas: they go to the dead-letter sink as "
+        "`legacy_v0_disabled`.",
     )
 
     # -- warehouse ----------------------------------------------------------------------------------

@@ -34,10 +34,16 @@ Behaviour the marts should find
     finish more often; Documentary/History titles finish least. progress follows action (completed
     90–100, stopped mostly < 40, started < 25). Quality follows plan. Review sentiment follows the rating
     (94%); click-through falls with list position and rises with recommendation_score.
-Format
+Format (the public dataset's, so tests meet what users' files contain)
     header row, comma-separated, quoting only where needed (review_text), booleans True/False, dates
-    YYYY-MM-DD, users.created_at YYYY-MM-DD HH:MM:SS, numbers in plain decimal, missing = empty field.
-    Ids: user_00001, movie_00001, session_000000001, review_…, search_…, rec_000000001.
+    YYYY-MM-DD, users.created_at YYYY-MM-DD HH:MM:SS.ffffff, missing = empty field. Numbers as pandas
+    writes them: float columns always with a decimal point (105.0, 8.6), including the whole-number
+    columns the public files hold as floats (age, household_size, duration_minutes, production_budget,
+    box_office_revenue, number_of_seasons/episodes, user_rating, helpful/total_votes,
+    clicked_result_position: 43.0); release_year, reviews.rating, results_returned and position_in_list
+    as plain integers. Ids as the public files write them: user_00001, movie_0001, session_000001,
+    review_000001, search_000001, rec_000001, widened only when a scale needs more digits (scale 10:
+    user_000001, movie_00001, session_0000001), so at scale <= 1 generated and real files share ids.
 """
 
 from datagen.generator import GeneratedTable, generate, generate_tables, planned_rows

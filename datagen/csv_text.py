@@ -46,8 +46,14 @@ def integers(values: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
     return pc.cast(pa.array(values.astype(np.int64), mask=_mask(null)), pa.string())
 
 
+def integral_floats(values: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
+    """Whole numbers the way pandas writes a float column (one with missing values): ``43.0``."""
+    return pc.binary_join_element_wise(integers(values, null), ".0", "")
+
+
 def decimals(values: np.ndarray, digits: int, null: np.ndarray | None = None) -> pa.Array:
-    """Plain decimal notation rounded to ``digits`` places; never ``-0``, ``NaN`` or an exponent.
+    """Plain decimal notation rounded to ``digits`` places, a whole number as ``105.0`` (as pandas writes a
+    float column); never ``-0``, ``NaN`` or an exponent.
 
     Rounded values in a bounded range take few distinct values, so each is formatted once and the
     column is a ``take`` from that dictionary: 5× cheaper than casting every float (the hottest kernel
@@ -61,9 +67,15 @@ def decimals(values: np.ndarray, digits: int, null: np.ndarray | None = None) ->
     if not (low / 10.0**digits > -_MAX_DECIMAL and high / 10.0**digits < _MAX_DECIMAL):
         raise ValueError(f"values beyond plain-decimal range (|x| < {_MAX_DECIMAL:g}, no NaN): {low}..{high}")
     if high - low > max(_MAX_DICTIONARY, units.size):
-        return pc.cast(pa.array(units / 10.0**digits + 0.0, mask=_mask(null)), pa.string())
-    dictionary = pc.cast(pa.array(np.arange(low, high + 1) / 10.0**digits + 0.0), pa.string())
+        return _with_point(pc.cast(pa.array(units / 10.0**digits + 0.0, mask=_mask(null)), pa.string()))
+    dictionary = _with_point(pc.cast(pa.array(np.arange(low, high + 1) / 10.0**digits + 0.0), pa.string()))
     return pc.take(dictionary, pa.array((units - low).astype(np.int64), mask=_mask(null)))
+
+
+def _with_point(numbers: pa.Array) -> pa.Array:
+    """``105`` → ``105.0``: Arrow formats a whole float without its decimal point, pandas with it."""
+    whole = pc.invert(pc.match_substring(numbers, "."))
+    return pc.if_else(whole, pc.binary_join_element_wise(numbers, ".0", ""), numbers)
 
 
 def dates(days: np.ndarray) -> pa.Array:
@@ -71,9 +83,9 @@ def dates(days: np.ndarray) -> pa.Array:
     return pc.cast(pa.array(days.astype(np.int32), pa.date32()), pa.string())
 
 
-def timestamps(seconds: np.ndarray) -> pa.Array:
-    """Seconds since the epoch as ``YYYY-MM-DD HH:MM:SS``."""
-    return pc.cast(pa.array(seconds.astype(np.int64), pa.timestamp("s")), pa.string())
+def timestamps(micros: np.ndarray) -> pa.Array:
+    """Microseconds since the epoch as ``YYYY-MM-DD HH:MM:SS.ffffff`` (Python's and pandas' notation)."""
+    return pc.cast(pa.array(micros.astype(np.int64), pa.timestamp("us")), pa.string())
 
 
 def identifiers(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:

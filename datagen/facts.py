@@ -15,9 +15,8 @@ from core.contracts.raw import ACTIONS, COUNTRIES, DEVICES, GENRES, QUALITIES
 from datagen import csv_text as text
 from datagen import spec, vocab
 from datagen.chunks import Chunk, duplicate_sources
-from datagen.population import Movies, Users, null_mask
+from datagen.population import Movies, Users, identifiers, null_mask
 
-FACT_ID_WIDTH = 9
 _COMPLETION_BY_GENRE = np.array([spec.GENRE_COMPLETION.get(g, 1.0) for g in GENRES])
 _QUALITY_CDF = np.cumsum(np.asarray(spec.PLAN_QUALITY), axis=1)
 _MOBILE = np.array([d in ("Mobile", "Tablet") for d in DEVICES])
@@ -31,6 +30,7 @@ _STARTED, _COMPLETED, _STOPPED, _PAUSED = (
 class World:
     users: Users
     movies: Movies
+    widths: dict[str, int]  # digits of each table's ids at this scale (spec.id_width)
 
 
 Rendered = tuple[list[pa.Array], np.ndarray]
@@ -49,12 +49,9 @@ def _orphans(
     lost_user = pick < spec.ORPHAN_SHARE / 2
     lost_movie = (pick >= spec.ORPHAN_SHARE / 2) & (pick < spec.ORPHAN_SHARE)
     user_no, movie_no = user + 1, movie + 1
-    user_no[lost_user] = (
-        world.users.count + 1 + rng.integers(0, max(1, world.users.count // 100), lost_user.sum())
-    )
-    movie_no[lost_movie] = (
-        world.movies.count + 1 + rng.integers(0, max(1, world.movies.count // 100), lost_movie.sum())
-    )
+    users, movies = world.users.count, world.movies.count
+    user_no[lost_user] = users + 1 + rng.integers(0, spec.orphan_reach(users), lost_user.sum())
+    movie_no[lost_movie] = movies + 1 + rng.integers(0, spec.orphan_reach(movies), lost_movie.sum())
     return user_no, movie_no
 
 
@@ -127,9 +124,9 @@ def watch_rows(rng: np.random.Generator, chunk: Chunk, world: World) -> Rendered
         + rng.normal(0, 0.8, m)
     )
     columns = [
-        text.identifiers("session_", session, FACT_ID_WIDTH),
-        text.identifiers("user_", user_no, 5),
-        text.identifiers("movie_", movie_no, 5),
+        identifiers("watch_history", session, world.widths),
+        identifiers("users", user_no, world.widths),
+        identifiers("movies", movie_no, world.widths),
         text.dates(day),
         text.labels(device, DEVICES),
         text.decimals(minutes, 1, null_mask(rng, m, "watch_history", "watch_duration_minutes")),
@@ -138,7 +135,9 @@ def watch_rows(rng: np.random.Generator, chunk: Chunk, world: World) -> Rendered
         text.labels(quality, QUALITIES),
         text.labels(_home_country(rng, world, user), COUNTRIES),
         text.booleans(download),
-        text.integers(np.clip(np.round(stars), 1, 5), null_mask(rng, m, "watch_history", "user_rating")),
+        text.integral_floats(
+            np.clip(np.round(stars), 1, 5), null_mask(rng, m, "watch_history", "user_rating")
+        ),
     ]
     return columns, again
 
@@ -162,15 +161,15 @@ def review_rows(rng: np.random.Generator, chunk: Chunk, world: World) -> Rendere
     total_votes = rng.poisson(5, n)
     no_votes = null_mask(rng, n, "reviews", "helpful_votes")
     columns = [
-        text.identifiers("review_", _ids(chunk), FACT_ID_WIDTH),
-        text.identifiers("user_", user_no, 5),
-        text.identifiers("movie_", movie_no, 5),
+        identifiers("reviews", _ids(chunk), world.widths),
+        identifiers("users", user_no, world.widths),
+        identifiers("movies", movie_no, world.widths),
         text.integers(rating),
         text.dates(day),
         text.labels(rng.integers(0, len(vocab.REVIEW_DEVICES), n), vocab.REVIEW_DEVICES),
         text.booleans(rng.random(n) < 0.8),
-        text.integers(rng.binomial(total_votes, 0.55), no_votes),
-        text.integers(total_votes, no_votes),
+        text.integral_floats(rng.binomial(total_votes, 0.55), no_votes),
+        text.integral_floats(total_votes, no_votes),
         text.labels(phrase, phrases, null_mask(rng, n, "reviews", "review_text")),
         text.labels(sentiment, vocab.SENTIMENTS),
         text.decimals(score, 3, null_mask(rng, n, "reviews", "sentiment_score")),
@@ -188,12 +187,12 @@ def search_rows(rng: np.random.Generator, chunk: Chunk, world: World) -> Rendere
     position = np.minimum(np.minimum(rng.geometric(0.3, n), 10), np.maximum(results, 1))
     seconds = rng.gamma(2.2, 9, n) + 6 * typo + 4 * filters
     columns = [
-        text.identifiers("search_", _ids(chunk), FACT_ID_WIDTH),
-        text.identifiers("user_", user + 1, 5),
+        identifiers("search_logs", _ids(chunk), world.widths),
+        identifiers("users", user + 1, world.widths),
         text.labels(rng.integers(0, len(vocab.SEARCH_QUERIES), n), vocab.SEARCH_QUERIES),
         text.dates(day),
         text.integers(results),
-        text.integers(position, ~clicked),
+        text.integral_floats(position, ~clicked),
         text.labels(rng.integers(0, len(vocab.REVIEW_DEVICES), n), vocab.REVIEW_DEVICES),
         text.decimals(seconds, 1, null_mask(rng, n, "search_logs", "search_duration_seconds")),
         text.booleans(typo),
@@ -218,9 +217,9 @@ def recommendation_rows(rng: np.random.Generator, chunk: Chunk, world: World) ->
     elapsed = (day - spec.ACTIVITY_START) / (spec.ACTIVITY_END - spec.ACTIVITY_START + 1)
     version = np.clip(np.floor(elapsed * len(vocab.ALGORITHM_VERSIONS) + rng.normal(0, 0.6, n)), 0, 4)
     columns = [
-        text.identifiers("rec_", _ids(chunk), FACT_ID_WIDTH),
-        text.identifiers("user_", user_no, 5),
-        text.identifiers("movie_", movie_no, 5),
+        identifiers("recommendation_logs", _ids(chunk), world.widths),
+        identifiers("users", user_no, world.widths),
+        identifiers("movies", movie_no, world.widths),
         text.dates(day),
         text.labels(kind, vocab.RECOMMENDATION_TYPES),
         text.decimals(score, 3, null_mask(rng, n, "recommendation_logs", "recommendation_score")),

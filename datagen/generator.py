@@ -128,6 +128,7 @@ def generate_tables(
 ) -> Iterator[GeneratedTable]:
     """Write the six tables in dependency order, yielding each one's result as it lands."""
     total = sum(planned_rows(scale).values())
+    widths = {table: spec.id_width(table, scale) for table in RAW_TABLES}
     workers = workers or default_workers()
     log.info("generating %s rows at scale %g (seed %d, %d threads) into %s",
              f"{total:,}", scale, seed, workers, bucket.uri("raw"))  # fmt: skip
@@ -136,16 +137,23 @@ def generate_tables(
         tqdm(total=total, unit=" rows", unit_scale=True, file=sys.stderr, disable=not progress) as bar,
     ):
         result, parts = _write_table(
-            bucket, "users", scale, seed, lambda r, c: _dimension(user_rows(r, c)), pool, workers, bar
+            bucket, "users", scale, seed, lambda r, c: _dimension(user_rows(r, c, widths)), pool, workers, bar
         )
         yield result
         users = Users.concat(parts)
         result, parts = _write_table(
-            bucket, "movies", scale, seed, lambda r, c: _dimension(movie_rows(r, c)), pool, workers, bar
+            bucket,
+            "movies",
+            scale,
+            seed,
+            lambda r, c: _dimension(movie_rows(r, c, widths)),
+            pool,
+            workers,
+            bar,
         )
         yield result
         movies = Movies.concat(parts)
-        world = World(users, movies)
+        world = World(users, movies, widths)
         world.users.sampler, world.movies.sampler, world.movies.is_series  # noqa: B018 - build caches once
         for table, build in FACT_BUILDERS.items():
             result, _ = _write_table(

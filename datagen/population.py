@@ -170,7 +170,12 @@ def _emails(rng: np.random.Generator, first: np.ndarray, last: np.ndarray) -> pa
     return pc.take(email, pa.array(source))
 
 
-def user_rows(rng: np.random.Generator, chunk: Chunk) -> tuple[list[pa.Array], Users]:
+def identifiers(table: str, numbers: np.ndarray, widths: dict[str, int]) -> pa.Array:
+    """``table``'s ids (``user_00042``) for 1-based ``numbers``, at the scale's width."""
+    return text.identifiers(spec.ID_PREFIXES[table], numbers, widths[table])
+
+
+def user_rows(rng: np.random.Generator, chunk: Chunk, widths: dict[str, int]) -> tuple[list[pa.Array], Users]:
     """A chunk of users: their rendered columns and their hidden attributes."""
     n = chunk.size
     plan = rng.choice(len(SUBSCRIPTION_PLANS), n, p=spec.PLAN_SHARE).astype(np.int8)
@@ -216,11 +221,11 @@ def user_rows(rng: np.random.Generator, chunk: Chunk) -> tuple[list[pa.Array], U
     )
     gender = rng.choice(len(GENDERS), n, p=(0.455, 0.465, 0.04, 0.04))
     columns = [
-        text.identifiers("user_", np.arange(chunk.start + 1, chunk.start + n + 1), 5),
+        identifiers("users", np.arange(chunk.start + 1, chunk.start + n + 1), widths),
         _emails(rng, first, last),
         text.labels(first, vocab.FIRST_NAMES),
         text.labels(last, vocab.LAST_NAMES),
-        text.integers(age, null_mask(rng, n, "users", "age")),
+        text.integral_floats(age, null_mask(rng, n, "users", "age")),
         text.labels(gender, GENDERS, null_mask(rng, n, "users", "gender")),
         text.labels(country, COUNTRIES),
         text.labels(state, STATE_DOMAIN),
@@ -230,8 +235,9 @@ def user_rows(rng: np.random.Generator, chunk: Chunk) -> tuple[list[pa.Array], U
         text.booleans(is_active),
         text.decimals(spend, 2, null_mask(rng, n, "users", "monthly_spend")),
         text.labels(device, DEVICES),
-        text.integers(household, null_mask(rng, n, "users", "household_size")),
-        text.timestamps(created),
+        text.integral_floats(household, null_mask(rng, n, "users", "household_size")),
+        # The public file's created_at carries microseconds (2023-04-01 14:40:50.540242).
+        text.timestamps(created * 1_000_000 + rng.integers(0, 1_000_000, n)),
     ]
     return columns, traits
 
@@ -251,7 +257,9 @@ def _runtimes(rng: np.random.Generator, content_type: np.ndarray) -> np.ndarray:
     return np.round(runtime)
 
 
-def movie_rows(rng: np.random.Generator, chunk: Chunk) -> tuple[list[pa.Array], Movies]:
+def movie_rows(
+    rng: np.random.Generator, chunk: Chunk, widths: dict[str, int]
+) -> tuple[list[pa.Array], Movies]:
     """A chunk of titles: their rendered columns and their hidden attributes."""
     n = chunk.size
     content_type = rng.choice(len(CONTENT_TYPES), n, p=(0.44, 0.26, 0.14, 0.11, 0.05))
@@ -298,21 +306,21 @@ def movie_rows(rng: np.random.Generator, chunk: Chunk) -> tuple[list[pa.Array], 
         separator=" ",
     )
     columns = [
-        text.identifiers("movie_", np.arange(chunk.start + 1, chunk.start + n + 1), 5),
+        identifiers("movies", np.arange(chunk.start + 1, chunk.start + n + 1), widths),
         title,
         text.labels(content_type, CONTENT_TYPES),
         text.labels(genre, GENRES),
         text.labels(secondary, GENRES, null_mask(rng, n, "movies", "genre_secondary")),
         text.integers(release),
-        text.integers(runtime),
+        text.integral_floats(runtime),
         text.labels(rating, vocab.CONTENT_RATINGS),
         language,
         text.labels(origin, vocab.ORIGIN_COUNTRIES),
         text.decimals(quality, 1, null_mask(rng, n, "movies", "imdb_rating")),
-        text.integers(budget, null_mask(rng, n, "movies", "production_budget")),
-        text.integers(revenue, no_revenue),
-        text.integers(seasons, ~series),
-        text.integers(episodes, ~series),
+        text.integral_floats(budget, null_mask(rng, n, "movies", "production_budget")),
+        text.integral_floats(revenue, no_revenue),
+        text.integral_floats(seasons, ~series),
+        text.integral_floats(episodes, ~series),
         text.booleans(original),
         text.dates(added),
         text.booleans(warning),

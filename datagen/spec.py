@@ -66,6 +66,31 @@ def plan_rows(table: str, scale: float) -> Plan:
     return Plan(base=base, exact_duplicates=exact, key_duplicates=key)
 
 
+# -- ids, as the public dataset writes them ---------------------------------------------------------
+ID_PREFIXES: dict[str, str] = {
+    "users": "user_", "movies": "movie_", "watch_history": "session_", "reviews": "review_",
+    "search_logs": "search_", "recommendation_logs": "rec_",
+}  # fmt: skip
+# Digits of the public files' ids (user_00001, movie_0001, session_000001, review_000001, …): kept at
+# every scale that fits them, so generated files mix with the real ones; wider only when a scale needs it.
+ID_DIGITS: dict[str, int] = {
+    "users": 5, "movies": 4, "watch_history": 6, "reviews": 6, "search_logs": 6, "recommendation_logs": 6,
+}  # fmt: skip
+
+
+def orphan_reach(count: int) -> int:
+    """How far past the last user or title the deliberately unknown ids of the facts go."""
+    return max(1, count // 100)
+
+
+def id_width(table: str, scale: float) -> int:
+    """Digits of ``table``'s ids at ``scale``: the public width, or more when the largest number needs it
+    (for users and movies that includes the unknown ids the facts reference)."""
+    count = plan_rows(table, scale).base
+    largest = count + (orphan_reach(count) if table in ("users", "movies") else 0)
+    return max(ID_DIGITS[table], len(str(largest)))
+
+
 # -- calendar (days since 1970-01-01) --------------------------------------------------------------
 def day(iso: str) -> int:
     return int(np.datetime64(iso, "D").astype(np.int64))

@@ -21,6 +21,7 @@ from typing import Any
 
 from core.bucket import Bucket
 from core.contracts.raw import ACTIONS, COUNTRIES, DEVICES, QUALITIES, raw_key
+from core.raw_files import open_text, raw_key_in
 
 WATCH_FIELDS: tuple[str, ...] = (
     "session_id", "user_id", "movie_id", "device_type", "watch_duration_minutes", "progress_percentage",
@@ -43,18 +44,18 @@ class SourceDataMissing(FileNotFoundError):
 
 
 def _require(bucket: Bucket, table: str) -> str:
-    key = raw_key(table)
-    if not bucket.exists(key):
+    key = raw_key_in(bucket, table)  # raw/<table>.csv or raw/<table>.csv.gz
+    if key is None:
         raise SourceDataMissing(
-            f"{bucket.uri(key)} not found: the producer reads ids from the raw files; "
+            f"{bucket.uri(raw_key(table))} not found: the producer reads ids from the raw files; "
             "run `netflix-lambda generate` (or land the Kaggle CSVs) first"
         )
     return key
 
 
 def _csv_rows(bucket: Bucket, table: str) -> Iterator[dict[str, str]]:
-    with bucket.open(_require(bucket, table), "rb") as handle:
-        yield from csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8", newline=""))
+    with open_text(bucket, _require(bucket, table)) as handle:
+        yield from csv.DictReader(io.TextIOWrapper(handle, encoding="utf-8-sig", newline=""))
 
 
 # -- replay -------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ decoded to U+FFFD, as the documented reader does.
 from __future__ import annotations
 
 import codecs
+import gzip
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -97,6 +98,9 @@ MART_KEYS: dict[str, tuple[str, ...]] = {
 
 _DELIMITER_CANDIDATES = (b"\x1f", b"\x1e", b"\x1d", b"\x1c", b"\x01", b"\x02")
 _CHUNK = 8 << 20
+_CR_STANDIN = "\ue000"  # a private-use character standing in for a lone "\r" while DuckDB reads lines
+MAX_RECORD_LINES = 100  # lines a record with a quoted line break may span
+NULL_TOKENS = ("NaN", "nan", "NULL", "null", "None")
 
 
 def _q(identifier: str) -> str:
@@ -107,27 +111,49 @@ def _lit(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-# -- reading: one row per physical line ---------------------------------------------------------------
+# -- reading: lines, then records ----------------------------------------------------------------------
+def raw_file(raw_dir: Path, table: str) -> Path:
+    """``<table>.csv`` or ``<table>.csv.gz`` (one of them; both is an error, as in the pipeline)."""
+    found = [
+        raw_dir / f"{table}{suffix}"
+        for suffix in (".csv", ".csv.gz")
+        if (raw_dir / f"{table}{suffix}").exists()
+    ]
+    if len(found) != 1:
+        raise ValueError(f"{raw_dir}: expected exactly one of {table}.csv, {table}.csv.gz; found {found}")
+    return found[0]
+
+
+def _text(path: Path) -> Iterator[bytes]:
+    """The file's text bytes, gunzipped for ``.gz``."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            yield chunk
+
+
 class _ByteScan:
-    """What one streamed pass over the file's bytes tells: line count, a free delimiter, UTF-8 validity."""
+    """What one streamed pass over the file's text tells: line count, a free delimiter, UTF-8 validity,
+    whether it holds a carriage return (DuckDB's line reader would break lines there)."""
 
     def __init__(self, path: Path) -> None:
         decoder = codecs.getincrementaldecoder("utf-8")()
         unseen = set(_DELIMITER_CANDIDATES)
         self.newlines = 0
         self.valid_utf8 = True
+        self.has_cr = False
         size, last = 0, b""
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                size += len(chunk)
-                self.newlines += chunk.count(b"\n")
-                unseen -= {c for c in unseen if c in chunk}
-                last = chunk[-1:]
-                if self.valid_utf8:
-                    try:
-                        decoder.decode(chunk)
-                    except UnicodeDecodeError:
-                        self.valid_utf8 = False
+        for chunk in _text(path):
+            size += len(chunk)
+            self.newlines += chunk.count(b"\n")
+            self.has_cr = self.has_cr or b"\r" in chunk
+            unseen -= {c for c in unseen if c in chunk}
+            last = chunk[-1:]
+            if self.valid_utf8:
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError:
+                    self.valid_utf8 = False
         if self.valid_utf8:
             try:
                 decoder.decode(b"", final=True)
@@ -143,48 +169,134 @@ class _ByteScan:
 
 
 @contextmanager
-def _utf8_copy(path: Path, scan: _ByteScan) -> Iterator[Path]:
-    """The file itself, or a copy with invalid bytes decoded to U+FFFD when it is not valid UTF-8."""
-    if scan.valid_utf8:
+def _readable_copy(path: Path, scan: _ByteScan) -> Iterator[Path]:
+    """The file itself when DuckDB can read its lines as they are; else a plain-text copy where CR LF is
+    LF, a lone CR is :data:`_CR_STANDIN` (put back after reading) and invalid bytes are U+FFFD."""
+    if scan.valid_utf8 and not scan.has_cr and not path.name.endswith(".gz"):
         yield path
         return
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / path.name
-        with path.open("rb") as src, copy.open("w", encoding="utf-8", newline="") as dst:
-            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            while chunk := src.read(_CHUNK):
-                dst.write(decoder.decode(chunk))
-            dst.write(decoder.decode(b"", final=True))
+        copy = Path(tmp) / "lines.txt"
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        with copy.open("w", encoding="utf-8", newline="") as dst:
+            held = b""
+            for chunk in _text(path):
+                chunk, held = held + chunk, b""
+                if chunk.endswith(b"\r"):  # its "\n" may start the next chunk
+                    chunk, held = chunk[:-1], b"\r"
+                dst.write(decoder.decode(chunk.replace(b"\r\n", b"\n").replace(b"\r", _CR_STANDIN.encode())))
+            dst.write(decoder.decode(held.replace(b"\r", _CR_STANDIN.encode()), final=True))
         yield copy
 
 
 def load_lines(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
-    """``lines_<table>(line_no, line)``: every line of the CSV, header = line 1, NULL for a blank line."""
+    """``lines_<table>(line_no, line)``: the header (line 1) and every data record, numbered by its first
+    line; a blank line is NULL (docs/data-quality.md, "Reading")."""
     scan = _ByteScan(path)
-    with _utf8_copy(path, scan) as readable:
+    with _readable_copy(path, scan) as readable:
         con.execute(
             f"""
-            CREATE OR REPLACE TABLE lines_{table} AS
-            SELECT ordinality AS line_no, line
+            CREATE OR REPLACE TEMP TABLE physical_{table} AS
+            SELECT ordinality AS line_no, replace(line, {_lit(_CR_STANDIN)}, chr(13)) AS line
             FROM read_csv({_lit(str(readable))}, header = false, columns = {{'line': 'VARCHAR'}},
                           delim = {_lit(scan.delimiter)}, quote = '', escape = '', new_line = '\\n',
                           auto_detect = false, strict_mode = false) WITH ORDINALITY
             """
         )
-    # A file ending in "\r\n" gets one empty row past its end from DuckDB's reader: not a line.
-    con.execute(f"DELETE FROM lines_{table} WHERE line_no > {scan.lines} AND line IS NULL")
-    [(read, last)] = con.execute(f"SELECT count(*), coalesce(max(line_no), 0) FROM lines_{table}").fetchall()
+    [(read, last)] = con.execute(
+        f"SELECT count(*), coalesce(max(line_no), 0) FROM physical_{table}"
+    ).fetchall()
     if read != scan.lines or last != scan.lines:
         raise ValueError(f"{path}: DuckDB read {read} lines (last #{last}) but the file has {scan.lines}")
-    header = next(iter(con.execute(f"SELECT line FROM lines_{table} WHERE line_no = 1").fetchall()), None)
+    header = next(iter(con.execute(f"SELECT line FROM physical_{table} WHERE line_no = 1").fetchall()), None)
     found = [name.strip() for name in (header[0] if header and header[0] else "").lstrip("\ufeff").split(",")]
     if found != list(RAW_COLUMNS[table]):
         raise ValueError(f"{path}: header {found} is not the contract's {list(RAW_COLUMNS[table])}")
+    _assemble_records(con, table)
+
+
+def _fields(con: duckdb.DuckDBPyConnection, table: str, first: int, last: int) -> int | None:
+    """Fields of lines first..last joined by newlines: 1 + commas outside "…" sections (None: a quote
+    is left open)."""
+    [(count,)] = con.execute(
+        f"""
+        WITH joined AS (
+            SELECT regexp_replace(
+                       string_agg(coalesce(line, ''), chr(10) ORDER BY line_no), '"[^"]*"', '', 'g'
+                   ) AS o
+            FROM physical_{table} WHERE line_no BETWEEN {first} AND {last}
+        )
+        SELECT CASE WHEN contains(o, '"') THEN NULL ELSE length(o) - length(replace(o, ',', '')) + 1 END
+        FROM joined
+        """
+    ).fetchall()
+    return count
+
+
+def _assemble_records(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Records from physical lines: trailing blank lines dropped, a quoted field's lines joined."""
+    [(last,)] = con.execute(
+        f"SELECT coalesce(max(line_no), 1) FROM physical_{table} "
+        f"WHERE trim(coalesce(line, ''), ' ' || chr(9) || chr(13)) <> ''"
+    ).fetchall()
+    odd = [
+        line_no
+        for (line_no,) in con.execute(
+            f"SELECT line_no FROM physical_{table} WHERE line_no BETWEEN 2 AND {last} "
+            "AND (length(line) - length(replace(line, '\"', ''))) % 2 = 1 ORDER BY line_no"
+        ).fetchall()
+    ]
+    spans: list[tuple[int, int]] = []
+    width = len(RAW_COLUMNS[table])
+    i = 0
+    while i < len(odd):
+        first, partner = odd[i], odd[i + 1] if i + 1 < len(odd) else None
+        near = partner is not None and partner - first < MAX_RECORD_LINES
+        if near and _fields(con, table, first, partner) == width:
+            spans.append((first, partner))
+            i += 2
+            continue
+        i += 1
+    con.execute(f"CREATE OR REPLACE TEMP TABLE spans_{table} (first_line BIGINT, last_line BIGINT)")
+    if spans:
+        con.executemany(f"INSERT INTO spans_{table} VALUES (?, ?)", spans)
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE lines_{table} AS
+        SELECT line_no, line FROM physical_{table} WHERE line_no = 1
+        UNION ALL
+        SELECT p.line_no, p.line FROM physical_{table} AS p
+        WHERE p.line_no BETWEEN 2 AND {last}
+          AND NOT EXISTS (SELECT 1 FROM spans_{table} WHERE p.line_no BETWEEN first_line AND last_line)
+        UNION ALL
+        SELECT s.first_line, string_agg(coalesce(p.line, ''), chr(10) ORDER BY p.line_no)
+        FROM spans_{table} AS s JOIN physical_{table} AS p ON p.line_no BETWEEN s.first_line AND s.last_line
+        GROUP BY s.first_line
+        """
+    )
+    con.execute(f"DROP TABLE physical_{table}; DROP TABLE spans_{table}")
 
 
 # -- the row and value rules ---------------------------------------------------------------------------
 _DAY = "[0-9]{4}-[0-9]{2}-[0-9]{2}"
-_TIME = "[0-9]{2}:[0-9]{2}:[0-9]{2}"
+# A timestamp: date, T or space, a valid wall time, a fraction up to microseconds, an optional zone.
+_STAMP = (f"({_DAY})[T ](([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{{1,6}})?)"
+          "(Z|([+-])([0-9]{2}):?([0-9]{2})?)?")  # fmt: skip
+
+
+def _utc(text: str) -> str:
+    """DuckDB expression: a timestamp in the documented notation as UTC wall time, NULL otherwise."""
+
+    def part(group: int) -> str:
+        return f"regexp_extract({text}, '^{_STAMP}$', {group})"
+
+    def number(group: int) -> str:
+        return f"coalesce(TRY_CAST(nullif({part(group)}, '') AS INT), 0)"
+
+    minutes = f"CASE WHEN {part(6)} = '-' THEN -1 ELSE 1 END * ({number(7)} * 60 + {number(8)})"
+    valid = f"regexp_full_match({text}, '{_STAMP}') AND abs({minutes}) <= 18 * 60 AND {number(8)} < 60"
+    local = f"TRY_CAST({part(1)} || ' ' || {part(2)} AS TIMESTAMP)"
+    return f"CASE WHEN {valid} THEN {local} - {minutes} * INTERVAL 1 MINUTE END"
 
 
 def _parse(kind: str, text: str) -> str:
@@ -199,10 +311,11 @@ def _parse(kind: str, text: str) -> str:
         return (f"CASE WHEN lower({text}) IN ('true', 't', 'yes', 'y', '1') THEN true "
                 f"WHEN lower({text}) IN ('false', 'f', 'no', 'n', '0') THEN false END")  # fmt: skip
     if kind == "DATE":
-        return (f"CASE WHEN regexp_full_match({text}, '{_DAY}( {_TIME})?') "
-                f"THEN CAST(TRY_CAST({text} AS TIMESTAMP) AS DATE) END")  # fmt: skip
+        # The date as written; a time part, if any, must be a valid timestamp.
+        return (f"CASE WHEN regexp_full_match({text}, '{_DAY}') THEN TRY_CAST({text} AS DATE) "
+                f"WHEN {_utc(text)} IS NOT NULL THEN TRY_CAST(left({text}, 10) AS DATE) END")  # fmt: skip
     if kind == "TIMESTAMP":
-        return f"CASE WHEN regexp_full_match({text}, '{_DAY} {_TIME}') THEN TRY_CAST({text} AS TIMESTAMP) END"
+        return _utc(text)
     raise ValueError(kind)
 
 
@@ -214,9 +327,10 @@ def _canonical(column: str, value: str) -> str:
     return f"coalesce(CASE lower({value}) {cases} END, {value})"
 
 
-def classify(con: duckdb.DuckDBPyConnection, table: str) -> None:
-    """``classified_<table>``: each data line's cleaned text, typed values and the reason of rules 1-7;
-    ``duplicates_<table>``: the lines rules 8-9 reject. Both keyed by ``line_no``."""
+def classify(con: duckdb.DuckDBPyConnection, table: str, source: str | None = None) -> None:
+    """``classified_<table>``: each record's cleaned text, typed values and the reason of rules 1-7;
+    ``duplicates_<table>``: the records rules 8-9 reject. Both keyed by ``line_no`` (the first line).
+    ``source``: the bucket key written as the source file (default ``raw/<table>.csv``)."""
     columns = RAW_COLUMNS[table]
     n = len(columns)
     types = TYPES[table]
@@ -242,7 +356,11 @@ def classify(con: duckdb.DuckDBPyConnection, table: str) -> None:
                END AS parts
         FROM ({shape})
     """
-    texts = ", ".join(f"nullif(trim(parts[{i + 1}]), '') AS t_{i}" for i in range(n))
+    nulls = ", ".join(_lit(token) for token in ("", *NULL_TOKENS))
+    texts = ", ".join(
+        f"CASE WHEN trim(parts[{i + 1}]) NOT IN ({nulls}) THEN trim(parts[{i + 1}]) END AS t_{i}"
+        for i in range(n)
+    )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE texts_{table} AS "
         f"SELECT line_no, parts IS NULL AS malformed, {texts} FROM ({parts})"
@@ -303,10 +421,26 @@ def classify(con: duckdb.DuckDBPyConnection, table: str) -> None:
         SELECT line_no, 'duplicate_key' FROM keyed WHERE repeated_key
         """
     )
-    _write_silver(con, table, value)
+    _write_silver(con, table, value, source or f"raw/{table}.csv")
 
 
-def _write_silver(con: duckdb.DuckDBPyConnection, table: str, value: dict[str, str]) -> None:
+def _judged(table: str) -> str:
+    """DuckDB expression: the text a rule judged (``rejected_value``), from the reason (data-quality.md)."""
+    columns = RAW_COLUMNS[table]
+    t = {c: f"c.t_{i}" for i, c in enumerate(columns)}
+    cases = [f"WHEN 'invalid_{c}' THEN {t[c]}" for c in columns if c in TYPES[table]]
+    if table == "watch_history":
+        cases += [f"WHEN 'watch_duration_out_of_range' THEN {t['watch_duration_minutes']}",
+                  f"WHEN 'progress_out_of_range' THEN {t['progress_percentage']}"]  # fmt: skip
+    if table not in ("users", "movies"):
+        cases += [
+            f"WHEN '{reason}' THEN {t[column]}" for column, _, reason in ORPHAN_RULES if column in columns
+        ]
+    cases += [f"WHEN '{reason}' THEN {t[KEYS[table]]}" for reason in ("duplicate_row", "duplicate_key")]
+    return f"CASE coalesce(c.early_reason, d.reason) {' '.join(cases)} END"
+
+
+def _write_silver(con: duckdb.DuckDBPyConnection, table: str, value: dict[str, str], source: str) -> None:
     """``silver_<table>`` (value rules applied, Silver types) and ``quarantine_<table>``."""
     columns = RAW_COLUMNS[table]
     types = {
@@ -331,18 +465,18 @@ def _write_silver(con: duckdb.DuckDBPyConnection, table: str, value: dict[str, s
         select.append(f"coalesce({spend} < 0 OR {spend} > 1000, false) AS monthly_spend_flagged")
     if table == "watch_history":
         select.append(f"strftime({value['watch_date']}, '%Y-%m') AS watch_month")
-    select.append(f"'raw/{table}.csv' AS _source_file")
+    select.append(f"{_lit(source)} AS _source_file")
     select.append("CAST(line_no AS BIGINT) AS _source_line")
     con.execute(
         f"CREATE OR REPLACE TABLE silver_{table} AS SELECT {', '.join(select)} FROM classified_{table} "
         f"WHERE early_reason IS NULL AND line_no NOT IN (SELECT line_no FROM duplicates_{table})"
     )
-    raw = ", ".join(f"t_{i} AS {_q(c)}" for i, c in enumerate(columns))
+    raw = ", ".join(f"c.t_{i} AS {_q(c)}" for i, c in enumerate(columns))
     con.execute(
         f"""
         CREATE OR REPLACE TABLE quarantine_{table} AS
-        SELECT {raw}, coalesce(c.early_reason, d.reason) AS reason, 'raw/{table}.csv' AS source_file,
-               c.line_no AS line_number, l.line AS raw_line
+        SELECT {raw}, coalesce(c.early_reason, d.reason) AS reason, {_judged(table)} AS rejected_value,
+               {_lit(source)} AS source_file, c.line_no AS line_number, l.line AS raw_line
         FROM classified_{table} AS c
         LEFT JOIN duplicates_{table} AS d USING (line_no)
         JOIN lines_{table} AS l USING (line_no)
@@ -355,8 +489,9 @@ def build_silver(con: duckdb.DuckDBPyConnection, raw_dir: Path) -> dict[str, dic
     """Silver and quarantine of all six tables (dimensions first); returns rows per outcome and table."""
     counts: dict[str, dict[str, int]] = {}
     for table in TABLES:
-        load_lines(con, table, raw_dir / f"{table}.csv")
-        classify(con, table)
+        path = raw_file(raw_dir, table)
+        load_lines(con, table, path)
+        classify(con, table, f"raw/{path.name}")
         [(silver,)] = con.execute(f"SELECT count(*) FROM silver_{table}").fetchall()
         counts[table] = {"silver": silver} | dict(
             con.execute(f"SELECT reason, count(*) FROM quarantine_{table} GROUP BY ALL").fetchall()

@@ -3,7 +3,8 @@
 Everything here is a plain Column expression (regex, try_cast, CASE), never a Python UDF: the JVM
 evaluates it in whole-stage codegen, with no row ever crossing into Python. ``try_cast`` alone is too
 lenient for the contract (it accepts ``1e5``, ``NaN``, ``2024-1-5``), so each type is guarded by a
-regex that states the accepted notation first.
+regex that states the accepted notation first. Null tokens (``NaN``, ``NULL``, ``None`` …) never reach a
+parser: :func:`cleaned` makes them null first.
 """
 
 from __future__ import annotations
@@ -12,18 +13,27 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from core.contracts.silver import Kind
-from core.contracts.tokens import FALSE_TOKENS, TRUE_TOKENS
+from core.contracts.tokens import DECIMAL_NOTATION, FALSE_TOKENS, INT_NOTATION, NULL_TOKENS, TRUE_TOKENS
 
-INT_PATTERN = r"^[+-]?[0-9]+(\.0*)?$"
-DECIMAL_PATTERN = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$"
-DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}( [0-9]{2}:[0-9]{2}:[0-9]{2})?$"
-TIMESTAMP_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
+# Patterns end in \z, not $: Java's $ also matches before a final line break, which a value from a quoted
+# field spanning lines may end with.
+INT_PATTERN = rf"^{INT_NOTATION}\z"
+DECIMAL_PATTERN = rf"^{DECIMAL_NOTATION}\z"
+_DAY = r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+# ISO 8601 as exports write it: T or a space, optional fraction up to microseconds, optional zone.
+_TIME = r"[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?"
+DATE_PATTERN = rf"^{_DAY}({_TIME})?\z"
+TIMESTAMP_PATTERN = rf"^{_DAY}{_TIME}\z"
 REPLACEMENT_CHARACTER = "\ufffd"  # what the reader's make_valid_utf8 puts in place of invalid bytes
+# Spellings the CASEs below match without lower(): nearly every value, at a set lookup's cost.
+_TRUE_SPELLINGS = tuple({t for token in TRUE_TOKENS for t in (token, token.upper(), token.capitalize())})
+_FALSE_SPELLINGS = tuple({t for token in FALSE_TOKENS for t in (token, token.upper(), token.capitalize())})
 
 
 def cleaned(value: Column) -> Column:
-    """Trimmed text, with an empty string as null (the first step for every value)."""
-    return F.nullif(F.trim(value), F.lit(""))
+    """Trimmed text, with an empty string or a null token (``NaN``, ``NULL`` …) as null."""
+    trimmed = F.trim(value)
+    return F.when(~trimmed.isin("", *NULL_TOKENS), trimmed)
 
 
 def parse(kind: Kind, text: Column) -> Column:
@@ -31,18 +41,27 @@ def parse(kind: Kind, text: Column) -> Column:
     if kind is Kind.STRING:
         return text
     if kind is Kind.INT:
-        digits = F.regexp_replace(text, r"\.0*$", "")
+        digits = F.regexp_replace(text, r"\.0*\z", "")
         return F.when(text.rlike(INT_PATTERN), digits.try_cast("int"))
     if kind is Kind.DOUBLE:
         return F.when(text.rlike(DECIMAL_PATTERN), text.try_cast("double"))
     if kind is Kind.BOOLEAN:
         lowered = F.lower(text)
-        return F.when(lowered.isin(*TRUE_TOKENS), F.lit(True)).when(lowered.isin(*FALSE_TOKENS), F.lit(False))
+        return (
+            F.when(text.isin(*_TRUE_SPELLINGS), F.lit(True))
+            .when(text.isin(*_FALSE_SPELLINGS), F.lit(False))
+            .when(lowered.isin(*TRUE_TOKENS), F.lit(True))
+            .when(lowered.isin(*FALSE_TOKENS), F.lit(False))
+        )
     if kind is Kind.DATE:
-        # try_cast validates the calendar (2024-02-30 is null); the regex the notation.
-        return F.when(text.rlike(DATE_PATTERN), text.try_cast("timestamp_ntz").cast("date"))
+        # The calendar date as written; a time part, if any, must be a valid time (try_cast checks both,
+        # 2024-02-30 and 25:00:00 are null). The regex states the notation.
+        valid_time = (F.length(text) == F.lit(10)) | text.try_cast("timestamp").isNotNull()
+        return F.when(text.rlike(DATE_PATTERN) & valid_time, F.substring(text, 1, 10).try_cast("date"))
     if kind is Kind.TIMESTAMP:
-        return F.when(text.rlike(TIMESTAMP_PATTERN), text.try_cast("timestamp_ntz"))
+        # try_cast to TIMESTAMP applies a zone or offset and reads a zone-less value in the session's
+        # time zone (UTC, set by the job); Silver keeps the UTC wall time (the cast to timestamp_ntz).
+        return F.when(text.rlike(TIMESTAMP_PATTERN), text.try_cast("timestamp").cast("timestamp_ntz"))
     raise ValueError(f"no parser for {kind}")
 
 

@@ -7,6 +7,7 @@ session serves all six tables: starting Spark costs ~5 s, a large share of the s
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -16,15 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from core.bucket import Bucket
 from core.contracts.silver import CONTRACTS, DIMENSIONS, TABLE_ORDER, TableContract
+from core.raw_files import RawFileError, is_compressed, raw_key_in
 from core.stopwatch import Stopwatch
 from silver.outputs import written_tables
-from silver.reader import SilverInputError, check_header, parse_lines, read_numbered_lines
+from silver.reader import SPLIT_BYTES, RawRecords, SilverInputError, parse_lines, read_records, split_conf
 from silver.rules import (
+    KnownKeys,
     disputed_rows,
     quarantine_rows,
     repeated_keys,
@@ -34,6 +37,7 @@ from silver.rules import (
 from silver.writer import write_parquet
 
 PREVIEW_ROWS = 5
+EXAMPLES_PER_REASON = 3
 # Tables built at once. Small inputs are dominated by single-threaded driver work (planning, code
 # generation, JIT warm-up) that other tables' tasks can overlap: 4 threads beat 2 at scale 1 (41-44 s vs
 # 50 s for the six tables). Large ones are CPU- and memory-bound; two caches at a time is enough.
@@ -43,9 +47,18 @@ WORKERS_LARGE_INPUT = 2
 R = TypeVar("R")
 PROGRESS_EVERY_SECONDS = 30.0
 SESSION_CONF = {
+    # Silver sizes its own shuffles (below); adaptive execution would re-plan each shuffle as a separate
+    # job, with an explain string of the whole (wide) plan per update: measured 12-16 jobs per table on
+    # 210k scale-1 rows with it, for no gain on inputs split at most a few dozen ways.
+    "spark.sql.adaptive.enabled": "false",
     # Parquet timestamps as plain int64 micros (not Spark's legacy INT96): DuckDB and BigQuery read
     # created_at as TIMESTAMP without a conversion.
     "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+    # A timestamp without zone or offset is UTC (docs/data-quality.md); offsets are normalized to it.
+    "spark.sql.session.timeZone": "UTC",
+    # lower() through ICU builds a case-mapping table of every character on first use (3-4 CPU-s per
+    # JVM, measured); the domains it matches are ASCII, for which the JDK's mapping is the same.
+    "spark.sql.icu.caseMappings.enabled": "false",
     # Rules 1-7 are cached once and read three times; compressing that cache (dictionary / run-length
     # statistics per column) cost more CPU than the rules themselves (measured: ~12 vs ~7 CPU-s per
     # million watch rows) for a cache that lives seconds. Spills go to disk (MEMORY_AND_DISK).
@@ -53,6 +66,12 @@ SESSION_CONF = {
 }
 # Repeated keys are broadcast to every task up to this many (~20 bytes each); beyond, Spark shuffles.
 BROADCAST_KEYS_LIMIT = 5_000_000
+# A dimension with at most this many keys reaches the facts' orphan rules as a literal set (read from its
+# Parquet in the driver, no Spark job); a bigger one as a broadcast join.
+LITERAL_KEYS_LIMIT = 20_000
+# Input bytes per shuffle partition, and contested keys per partition of the duplicate rules' shuffle.
+SHUFFLE_INPUT_BYTES = 128 << 20
+CONTESTED_KEYS_PER_PARTITION = 100_000
 
 _log = logging.getLogger(__name__)
 
@@ -73,6 +92,11 @@ class TableResult:
     phases: dict[str, float] = field(default_factory=dict)  # seconds per step, for the timing helper
     silver_schema: list[tuple[str, str]] = field(default_factory=list)
     preview: list[dict[str, Any]] = field(default_factory=list)
+    # Where the records were (row accounting checks the written lines against it).
+    last_line: int = 0
+    multiline_records: list[tuple[int, int]] = field(default_factory=list)  # (first, last) line
+    # Up to three (line, judged text) per quarantine reason, so a failing check shows what was rejected.
+    examples: dict[str, list[tuple[int, str | None]]] = field(default_factory=dict)
 
     @property
     def quarantine_share(self) -> float:
@@ -82,16 +106,26 @@ class TableResult:
 class SilverJob:
     """Runs the Silver rules for tables of one bucket in one Spark session."""
 
-    def __init__(self, spark: SparkSession, bucket: Bucket, log: Any = None) -> None:
+    def __init__(
+        self, spark: SparkSession, bucket: Bucket, log: Any = None, split_bytes: int = SPLIT_BYTES
+    ) -> None:
         self.spark = spark
         self.bucket = bucket
         self.log = log or _log
-        for key, value in SESSION_CONF.items():
+        self.split_bytes = split_bytes
+        # As configured at start-up: an earlier job may have sized the session's runtime value.
+        self.max_partitions = int(spark.sparkContext.getConf().get("spark.sql.shuffle.partitions", "8"))
+        self._keys: dict[str, KnownKeys] = {}
+        self._keys_lock = threading.Lock()
+        for key, value in {**SESSION_CONF, **split_conf(split_bytes)}.items():
             spark.conf.set(key, value)
 
-    @property
-    def partitions(self) -> int:
-        return int(self.spark.conf.get("spark.sql.shuffle.partitions") or 8)
+    def size_shuffles(self, input_bytes: int) -> int:
+        """Shuffle partitions for this much raw input: one per SHUFFLE_INPUT_BYTES, at most the configured
+        ``spark.sql.shuffle.partitions`` (small inputs pay no task per empty partition)."""
+        partitions = max(1, min(self.max_partitions, math.ceil(input_bytes / SHUFFLE_INPUT_BYTES)))
+        self.spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+        return partitions
 
     def run(
         self,
@@ -103,12 +137,14 @@ class SilverJob:
 
         Users and movies run first, then the facts (their orphan rules read the dimensions' Silver).
         Within a wave, tables run on ``workers`` threads sharing the session (default: by input size, see
-        ``default_workers``). Results come back as tables finish; the caller sees the whole first wave
+        ``input_bytes``). Results come back as tables finish; the caller sees the whole first wave
         before the second starts, so it can decide whether the facts may use the dimensions.
         """
         task = work or self.run_table
         wanted = set(tables)
-        workers = workers or self.default_workers(wanted)
+        size = self.input_bytes(wanted)
+        self.size_shuffles(size)
+        workers = workers or (WORKERS_SMALL_INPUT if size <= SMALL_INPUT_BYTES else WORKERS_LARGE_INPUT)
         for wave in (DIMENSIONS, tuple(t for t in TABLE_ORDER if t not in DIMENSIONS)):
             todo = [t for t in wave if t in wanted]
             if not todo:
@@ -121,28 +157,39 @@ class SilverJob:
                         raise error
                     yield futures[future], error if error is not None else future.result()
 
-    def default_workers(self, tables: Iterable[str]) -> int:
-        """More threads for small inputs (driver-bound), two for large ones (CPU- and memory-bound)."""
-        raw_keys = [CONTRACTS[t].raw_key for t in tables]
-        size = sum(self.bucket.size(key) for key in raw_keys if self.bucket.exists(key))
-        return WORKERS_SMALL_INPUT if size <= SMALL_INPUT_BYTES else WORKERS_LARGE_INPUT
+    def input_bytes(self, tables: Iterable[str]) -> int:
+        """Bytes of the tables' raw files as stored. More threads for small inputs (driver-bound), two for
+        large ones (CPU- and memory-bound); shuffles sized to match."""
+        size = 0
+        for table in tables:
+            try:
+                key = raw_key_in(self.bucket, table)
+            except RawFileError:  # the table fails on its own, with this message
+                continue
+            size += self.bucket.size(key) if key else 0
+        return size
 
     def run_table(self, table: str) -> TableResult:
         """Classify one raw file and write its Silver and quarantine; counts are read back from the output."""
         contract = CONTRACTS[table]
-        check_header(self.bucket, contract)
-        references = {ref.column: self.silver_keys(ref.table) for ref in contract.references}
         with _progress(self.spark, table, self.log):
-            return self._build(contract, references)
+            phases = Stopwatch()
+            records = read_records(self.spark, self.bucket, contract, self.split_bytes)
+            phases.lap("read_records")
+            references = {ref.column: self.silver_keys(ref.table) for ref in contract.references}
+            return self._build(contract, records, references, phases)
 
-    def _build(self, contract: TableContract, references: dict[str, DataFrame]) -> TableResult:
-        table, raw_uri = contract.name, self.bucket.uri(contract.raw_key)
-        phases = Stopwatch()
-        lines = read_numbered_lines(self.spark, raw_uri)
-        phases.lap("number_lines")
-        self.log.info(f"silver {table}: {raw_uri} has {lines.data_rows:,} data rows; applying the rules")
+    def _build(
+        self,
+        contract: TableContract,
+        records: RawRecords,
+        references: dict[str, KnownKeys],
+        phases: Stopwatch,
+    ) -> TableResult:
+        table, source, raw_uri = contract.name, records.key, self.bucket.uri(records.key)
+        self.log.info(f"silver {table}: {raw_uri} has {records.data_rows:,} data rows; applying the rules")
         # Rules 1-7 once, kept for both writes; rules 8-9 then only shuffle the rows of repeated keys.
-        checked = single_row_rules(parse_lines(lines.frame, contract), contract, references)
+        checked = single_row_rules(parse_lines(records.frame, contract), contract, references)
         checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
         repeated = repeated_keys(checked, contract).persist(StorageLevel.MEMORY_AND_DISK)
         disputed = None
@@ -151,13 +198,22 @@ class SilverJob:
             phases.lap("single_row_rules")
             small = contested_keys <= BROADCAST_KEYS_LIMIT
             if contested_keys:
-                disputed = disputed_rows(checked, repeated, contract, self.partitions, small)
+                partitions = min(
+                    self.max_partitions, math.ceil(contested_keys / CONTESTED_KEYS_PER_PARTITION)
+                )
+                disputed = disputed_rows(checked, repeated, contract, partitions, small)
                 disputed = disputed.persist(StorageLevel.MEMORY_AND_DISK)
-            silver = silver_rows(checked, repeated if contested_keys else None, disputed, contract, small)
+            silver = silver_rows(
+                checked, repeated if contested_keys else None, disputed, contract, source, small
+            )
             write_parquet(silver, self.bucket, contract.silver_key, partition_by=contract.partition_by)
             phases.lap("duplicate_rules_and_write_silver")
-            rejected = quarantine_rows(checked, disputed, contract)
-            write_parquet(rejected, self.bucket, contract.quarantine_key, single_file=True)
+            rejected = quarantine_rows(checked, disputed, contract, source)
+            # One file; an input of one split is one partition already, so no shuffle is needed to get there.
+            one_split = records.layout.text_bytes <= self.split_bytes or is_compressed(records.key)
+            write_parquet(
+                rejected, self.bucket, contract.quarantine_key, single_file=True, shuffle=not one_split
+            )
             phases.lap("write_quarantine")
         finally:
             for frame in (disputed, repeated, checked):
@@ -166,11 +222,12 @@ class SilverJob:
         with written_tables(self.bucket) as written:
             kept = written.silver_count(contract)
             reasons = written.reasons(contract)
+            examples = written.examples(contract, EXAMPLES_PER_REASON) if reasons else {}
             preview = written.preview(contract, PREVIEW_ROWS)
         phases.lap("summarize")
         result = TableResult(
             table=table,
-            raw_rows=lines.data_rows,
+            raw_rows=records.data_rows,
             silver_rows=kept,
             quarantine_rows=sum(reasons.values()),
             reasons=reasons,
@@ -181,6 +238,9 @@ class SilverJob:
             phases=phases.laps,
             silver_schema=[(f.name, f.dataType.simpleString()) for f in silver.schema.fields],
             preview=preview,
+            last_line=records.layout.last_line,
+            multiline_records=records.layout.spans,
+            examples=examples,
         )
         self.log.info(
             f"silver {table}: {result.silver_rows:,} rows to {result.silver_uri}, {result.quarantine_rows:,} "
@@ -189,17 +249,27 @@ class SilverJob:
         )
         return result
 
-    def silver_keys(self, table: str) -> DataFrame:
-        """The keys of a dimension as written, for the orphan rules of the facts.
+    def silver_keys(self, table: str) -> KnownKeys:
+        """The keys of a dimension as written, for the orphan rules of the facts: a literal list when it
+        is small (read from the Parquet in the driver, no Spark job), else a one-column frame to broadcast.
 
-        No ``distinct``: the dimension's own unique_key check has passed before a fact may use it.
+        No ``distinct``: the dimension's own unique_key check has passed before a fact may use it. Read once
+        per job (the facts share it), so a rerun of the dimensions needs a new SilverJob.
         """
-        contract: TableContract = CONTRACTS[table]
+        with self._keys_lock:
+            if table not in self._keys:
+                self._keys[table] = self._read_keys(CONTRACTS[table])
+            return self._keys[table]
+
+    def _read_keys(self, contract: TableContract) -> KnownKeys:
         if not self.bucket.exists(contract.silver_key):
             raise SilverInputError(
-                f"{self.bucket.uri(contract.silver_key)} does not exist: Silver {table} must be built "
-                "before the tables that reference it"
+                f"{self.bucket.uri(contract.silver_key)} does not exist: Silver {contract.name} must be "
+                "built before the tables that reference it"
             )
+        with written_tables(self.bucket) as written:
+            if written.silver_count(contract) <= LITERAL_KEYS_LIMIT:
+                return written.keys(contract)
         return self.spark.read.parquet(self.bucket.uri(contract.silver_key)).select(F.col(contract.key))
 
 

@@ -15,7 +15,15 @@ from typing import Any
 import duckdb
 
 from core.bucket import Bucket
-from core.contracts.silver import REASON, TableContract
+from core.contracts.silver import (
+    QUARANTINE_LINE,
+    QUARANTINE_RAW_LINE,
+    QUARANTINE_VALUE,
+    REASON,
+    TableContract,
+)
+
+EXAMPLE_CHARACTERS = 120  # of a raw line shown as an example
 
 
 def _lit(text: str) -> str:
@@ -58,6 +66,30 @@ class WrittenTables:
             f"SELECT {REASON}, count(*) FROM {self.quarantine(contract)} GROUP BY ALL ORDER BY 2 DESC, 1"
         ).fetchall()
         return {str(reason): int(count) for reason, count in rows}
+
+    def keys(self, contract: TableContract) -> list[str]:
+        """Every key of the table's Silver (unique there: its check passed before anyone asks)."""
+        return [
+            row[0]
+            for row in self.con.execute(f"SELECT {contract.key} FROM {self.silver(contract)}").fetchall()
+        ]
+
+    def examples(self, contract: TableContract, per_reason: int) -> dict[str, list[tuple[int, str | None]]]:
+        """The first ``per_reason`` quarantined (line, text) of each reason: the judged value, or for a
+        row without one (malformed, missing field) the start of its raw line."""
+        rows = self.con.execute(
+            f"""
+            SELECT {REASON}, {QUARANTINE_LINE},
+                   coalesce({QUARANTINE_VALUE}, left({QUARANTINE_RAW_LINE}, {EXAMPLE_CHARACTERS}))
+            FROM {self.quarantine(contract)}
+            QUALIFY row_number() OVER (PARTITION BY {REASON} ORDER BY {QUARANTINE_LINE}) <= {int(per_reason)}
+            ORDER BY 1, 2
+            """
+        ).fetchall()
+        found: dict[str, list[tuple[int, str | None]]] = {}
+        for reason, line, text in rows:
+            found.setdefault(str(reason), []).append((int(line), text))
+        return found
 
     def preview(self, contract: TableContract, limit: int) -> list[dict[str, Any]]:
         return self.rows(f"SELECT * FROM {self.silver(contract, hive=True)} LIMIT {int(limit)}")

@@ -20,6 +20,7 @@ from core.contracts.silver import (
     QUARANTINE_FILE,
     QUARANTINE_LINE,
     QUARANTINE_RAW_LINE,
+    QUARANTINE_VALUE,
     REASON,
     SOURCE_FILE,
     SOURCE_LINE,
@@ -55,12 +56,16 @@ def typed_column(index: int) -> str:
     return f"_v{index}"
 
 
-def single_row_rules(
-    parsed_lines: DataFrame, contract: TableContract, references: Mapping[str, DataFrame]
-) -> DataFrame:
-    """Every data line with its cleaned text, typed values and ``_pre_reason`` (rules 1-7, or null).
+KnownKeys = list[str] | DataFrame  # a dimension's Silver keys: a literal set, or a one-column frame
 
-    ``references`` maps a fact column (``user_id``) to a one-column frame of the dimension's Silver keys.
+
+def single_row_rules(
+    parsed_lines: DataFrame, contract: TableContract, references: Mapping[str, KnownKeys]
+) -> DataFrame:
+    """Every record with its cleaned text, typed values and ``_pre_reason`` (rules 1-7, or null).
+
+    ``references`` maps a fact column (``user_id``) to the dimension's Silver keys: a list (a literal set
+    in the plan, for small dimensions) or a one-column frame (broadcast and joined).
     """
     columns = contract.columns
     texts = [cleaned(F.col(PARSED)[name]).alias(text_column(i)) for i, name in enumerate(columns)]
@@ -73,11 +78,13 @@ def single_row_rules(
     ]
     rows = rows.select("*", *typed)
     for ref in contract.references:
-        known = references[ref.column].select(
-            F.col(ref.column).alias(f"_ref_{ref.column}"), F.lit(True).alias(f"_known_{ref.column}")
-        )
+        keys, known = references[ref.column], f"_known_{ref.column}"
         own = F.col(text_column(columns.index(ref.column)))
-        rows = rows.join(F.broadcast(known), own == F.col(f"_ref_{ref.column}"), "left")
+        if isinstance(keys, DataFrame):
+            table = keys.select(F.col(ref.column).alias(f"_ref_{ref.column}"), F.lit(True).alias(known))
+            rows = rows.join(F.broadcast(table), own == F.col(f"_ref_{ref.column}"), "left")
+        else:
+            rows = rows.withColumn(known, F.when(own.isin(keys), F.lit(True)))
     pre_reason = _single_row_reason(contract)
     return rows.select(
         SOURCE_LINE,
@@ -167,7 +174,7 @@ def _deduplicate(rows: DataFrame, contract: TableContract, partitions: int) -> D
     return rows.withColumn(REASON, reason)
 
 
-def _silver_columns(contract: TableContract) -> dict[str, Column]:
+def _silver_columns(contract: TableContract, source_key: str) -> dict[str, Column]:
     """Every Silver column by name, typed and value-ruled (``contract.silver_columns`` gives the order)."""
     out: dict[str, Column] = {}
     for name in contract.columns:
@@ -185,7 +192,7 @@ def _silver_columns(contract: TableContract) -> dict[str, Column]:
         out["monthly_spend_flagged"] = F.coalesce((spend < 0) | (spend > SPEND_LIMIT), F.lit(False))
     if contract.name == "watch_history":
         out["watch_month"] = F.date_format(_value(contract, "watch_date"), "yyyy-MM")
-    out[SOURCE_FILE] = F.lit(contract.raw_key)
+    out[SOURCE_FILE] = F.lit(source_key)
     out[SOURCE_LINE] = F.col(SOURCE_LINE)
     return out
 
@@ -200,6 +207,7 @@ def silver_rows(
     repeated: DataFrame | None,
     disputed: DataFrame | None,
     contract: TableContract,
+    source_key: str,
     broadcast: bool = True,
 ) -> DataFrame:
     """Rows that passed rules 1-7 with a key no other candidate holds, plus each repeated key's survivor."""
@@ -207,12 +215,14 @@ def silver_rows(
     if repeated is not None and disputed is not None:
         kept = kept.join(F.broadcast(repeated) if broadcast else repeated, _key_column(contract), "left_anti")
         kept = kept.unionByName(disputed.where(F.col(REASON).isNull()).select(*kept.columns))
-    columns = _silver_columns(contract)
+    columns = _silver_columns(contract, source_key)
     return kept.select(*(columns[name].alias(name) for name in contract.silver_columns))
 
 
-def quarantine_rows(checked: DataFrame, disputed: DataFrame | None, contract: TableContract) -> DataFrame:
-    """Raw values as cleaned text plus the reason and where the line was."""
+def quarantine_rows(
+    checked: DataFrame, disputed: DataFrame | None, contract: TableContract, source_key: str
+) -> DataFrame:
+    """Raw values as cleaned text plus the reason, the text that made it fire and where the record was."""
     rejected = checked.where(F.col(_PRE_REASON).isNotNull()).withColumn(REASON, F.col(_PRE_REASON))
     if disputed is not None:
         rejected = rejected.unionByName(disputed.where(F.col(REASON).isNotNull()).select(*rejected.columns))
@@ -220,7 +230,28 @@ def quarantine_rows(checked: DataFrame, disputed: DataFrame | None, contract: Ta
     return rejected.select(
         *texts,
         F.col(REASON),
-        F.lit(contract.raw_key).alias(QUARANTINE_FILE),
+        _rejected_value(contract).alias(QUARANTINE_VALUE),
+        F.lit(source_key).alias(QUARANTINE_FILE),
         F.col(SOURCE_LINE).alias(QUARANTINE_LINE),
         F.col(_KEPT_LINE).alias(QUARANTINE_RAW_LINE),
     )
+
+
+def _rejected_value(contract: TableContract) -> Column:
+    """The text a rule judged: the field of rules 3-5, the id of an orphan, the key of a duplicate.
+
+    Null for rule 1 (the raw line says more) and rule 2 (the value is missing).
+    """
+    columns = contract.columns
+    judged = {f"invalid_{name}": name for name in columns if contract.kind(name) is not Kind.STRING}
+    if contract.name == "watch_history":
+        judged[WATCH_DURATION_OUT_OF_RANGE] = "watch_duration_minutes"
+        judged[PROGRESS_OUT_OF_RANGE] = "progress_percentage"
+    judged |= {ref.reason: ref.column for ref in contract.references}
+    judged |= {DUPLICATE_ROW: contract.key, DUPLICATE_KEY: contract.key}
+    value: Column | None = None
+    for reason, name in judged.items():
+        match, text = F.col(REASON) == F.lit(reason), F.col(text_column(columns.index(name)))
+        value = F.when(match, text) if value is None else value.when(match, text)
+    assert value is not None, "every table has a key"
+    return value

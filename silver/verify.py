@@ -13,11 +13,23 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import pyarrow as pa
+
 from core.contracts.silver import CONTRACTS, QUARANTINE_LINE, SOURCE_LINE
 from silver.job import SilverJob, TableResult
 from silver.outputs import WrittenTables, written_tables
 
 TOP_OFFENDERS = 10
+REASONS_SHOWN = 5
+_RULES = {
+    "malformed_row": "rule 1, wrong number of fields, unclosed quote or invalid UTF-8",
+    "watch_duration_out_of_range": "rule 4, outside 0-1,440 minutes",
+    "progress_out_of_range": "rule 5, outside 0-100 %",
+    "orphan_user": "rule 6, user_id not in Silver users",
+    "orphan_movie": "rule 7, movie_id not in Silver movies",
+    "duplicate_row": "rule 8, exact copy of an earlier row",
+    "duplicate_key": "rule 9, key held by a fuller or earlier row",
+}
 ROW_ACCOUNTING = "row_accounting"
 UNIQUE_KEY = "unique_key"
 REFERENTIAL_INTEGRITY = "referential_integrity"
@@ -42,15 +54,21 @@ class CheckOutcome:
 
 
 def row_accounting(tables: WrittenTables, result: TableResult) -> CheckOutcome:
-    """raw rows = Silver rows + quarantine rows, and every data line 2..N+1 appears exactly once."""
+    """raw rows = Silver rows + quarantine rows, and every record's first line appears exactly once.
+
+    The records are lines 2..last_line, except the lines a multi-line record continues onto.
+    """
     contract = CONTRACTS[result.table]
     lines = (
         f"SELECT {SOURCE_LINE} AS line, 1 AS silver FROM {tables.silver(contract)} "
         f"UNION ALL SELECT {QUARANTINE_LINE}, 0 FROM {tables.quarantine(contract)}"
     )
+    spans = _register_spans(tables, result)
+    continuation = f"EXISTS (SELECT 1 FROM {spans} WHERE line > first_line AND line <= last_line)"
     [stats] = tables.rows(
         f"SELECT count(*) AS n, coalesce(sum(silver), 0) AS silver, count(DISTINCT line) AS distinct_lines, "
-        f"min(line) AS first, max(line) AS last FROM ({lines})"
+        f"count(*) FILTER (WHERE line < 2 OR line > {result.last_line} OR {continuation}) AS strays "
+        f"FROM ({lines})"
     )
     raw, silver = result.raw_rows, int(stats["silver"])
     quarantined = int(stats["n"]) - silver
@@ -60,16 +78,18 @@ def row_accounting(tables: WrittenTables, result: TableResult) -> CheckOutcome:
         "quarantine_rows": quarantined,
         "difference": raw - silver - quarantined,
         "distinct_lines": int(stats["distinct_lines"]),
+        "multiline_records": len(result.multiline_records),
     }
-    exact = stats["n"] == raw and stats["distinct_lines"] == raw
-    if exact and (raw == 0 or (stats["first"] == 2 and stats["last"] == raw + 1)):
+    if stats["n"] == raw and stats["distinct_lines"] == raw and stats["strays"] == 0:
         description = f"{raw:,} raw rows = {silver:,} Silver + {quarantined:,} quarantined"
         return CheckOutcome(ROW_ACCOUNTING, True, description, metadata)
     repeated = tables.rows(
         f"SELECT line FROM ({lines}) GROUP BY line HAVING count(*) > 1 ORDER BY line LIMIT {TOP_OFFENDERS}"
     )
     missing = tables.rows(
-        f"SELECT range AS line FROM range(2, {raw + 2}) WHERE range NOT IN (SELECT line FROM ({lines})) "
+        f"SELECT range AS line FROM range(2, {result.last_line + 1}) "
+        f"WHERE range NOT IN (SELECT line FROM ({lines})) "
+        f"AND NOT EXISTS (SELECT 1 FROM {spans} WHERE range > first_line AND range <= last_line) "
         f"ORDER BY line LIMIT {TOP_OFFENDERS}"
     )
     metadata["lines_written_twice"] = [int(r["line"]) for r in repeated]
@@ -80,6 +100,22 @@ def row_accounting(tables: WrittenTables, result: TableResult) -> CheckOutcome:
         f"first lines written more than once {metadata['lines_written_twice']}"
     )
     return CheckOutcome(ROW_ACCOUNTING, False, description, metadata)
+
+
+def _register_spans(tables: WrittenTables, result: TableResult) -> str:
+    """The table's multi-line records as a DuckDB relation ``(first_line, last_line)``; its name."""
+    name = f"multiline_{result.table}"
+    spans = result.multiline_records
+    tables.con.register(
+        name,
+        pa.table(
+            {
+                "first_line": pa.array([first for first, _ in spans], pa.int64()),
+                "last_line": pa.array([last for _, last in spans], pa.int64()),
+            }
+        ),
+    )
+    return name
 
 
 def unique_key(tables: WrittenTables, result: TableResult) -> CheckOutcome:
@@ -132,7 +168,11 @@ def referential_integrity(tables: WrittenTables, result: TableResult) -> CheckOu
 
 
 def quarantine_share(result: TableResult, warn_share: float, error_share: float) -> CheckOutcome:
-    """Quarantined / raw rows: WARN above ``warn_share``, ERROR above ``error_share``."""
+    """Quarantined / raw rows: WARN above ``warn_share``, ERROR above ``error_share``.
+
+    The description names each rule that rejected rows, how many, and three of the values it rejected,
+    so whoever is paged sees at once whether it is a format problem or genuine dirt.
+    """
     share = result.quarantine_share
     metadata: dict[str, Any] = {
         "quarantine_share": round(share, 6),
@@ -141,16 +181,46 @@ def quarantine_share(result: TableResult, warn_share: float, error_share: float)
         "warn_share": warn_share,
         "error_share": error_share,
         "by_reason": result.reasons,
-    }
-    top = ", ".join(f"{reason} {count:,}" for reason, count in list(result.reasons.items())[:5]) or "none"
-    summary = f"{share:.2%} of {result.raw_uri} quarantined ({result.quarantine_rows:,} rows; {top})"
+        "examples": {reason: [f"line {line}: {text!r}" for line, text in found]
+                     for reason, found in result.examples.items()},
+    }  # fmt: skip
+    rejected = "; ".join(
+        _rejection(reason, count, result.examples.get(reason, []))
+        for reason, count in list(result.reasons.items())[:REASONS_SHOWN]
+    )
+    counts = f"{result.quarantine_rows:,} of {result.raw_rows:,} rows"
+    summary = f"{share:.2%} of {result.raw_uri} quarantined ({counts})" + (
+        f": {rejected}" if rejected else ""
+    )
     if share > error_share:
-        return CheckOutcome(QUARANTINE_SHARE, False, f"{summary} > error limit {error_share:.0%}", metadata)
+        return CheckOutcome(QUARANTINE_SHARE, False, f"{summary}. Above the error limit {error_share:.0%}",
+                            metadata)  # fmt: skip
     if share > warn_share:
         return CheckOutcome(
-            QUARANTINE_SHARE, False, f"{summary} > warn limit {warn_share:.0%}", metadata, Severity.WARN
+            QUARANTINE_SHARE,
+            False,
+            f"{summary}. Above the warn limit {warn_share:.0%}",
+            metadata,
+            Severity.WARN,
         )
     return CheckOutcome(QUARANTINE_SHARE, True, summary, metadata)
+
+
+def _rejection(reason: str, count: int, examples: list[tuple[int, str | None]]) -> str:
+    """``invalid_created_at (rule 3, value not in its type's notation): 10,300 rows, e.g. line 2 '…'``."""
+    shown = ", ".join(
+        f"line {line} {text!r}" if text is not None else f"line {line}" for line, text in examples
+    )
+    return f"{reason} ({rule_of(reason)}): {count:,} rows" + (f", e.g. {shown}" if shown else "")
+
+
+def rule_of(reason: str) -> str:
+    """The rule of docs/data-quality.md behind a quarantine reason, in a few words."""
+    if reason.startswith("missing_"):
+        return "rule 2, required value missing"
+    if reason.startswith("invalid_"):
+        return "rule 3, value not in the documented notation of its type"
+    return _RULES.get(reason, "unknown rule")
 
 
 def verify_table(

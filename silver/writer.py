@@ -13,9 +13,14 @@ from core.bucket import Bucket
 
 
 def write_parquet(
-    frame: DataFrame, bucket: Bucket, key: str, partition_by: str | None = None, single_file: bool = False
+    frame: DataFrame,
+    bucket: Bucket,
+    key: str,
+    partition_by: str | None = None,
+    single_file: bool = False,
+    shuffle: bool = True,
 ) -> None:
-    """Replace the folder ``key`` of ``bucket`` with ``frame`` as Parquet.
+    """Replace the folder ``key`` of ``bucket`` with ``frame`` as Parquet (one file with ``single_file``).
 
     An empty frame written with ``partitionBy`` leaves a folder without any Parquet file, and DuckDB or
     dbt fail on a glob that matches nothing; an empty table is therefore rewritten unpartitioned, as one
@@ -23,11 +28,15 @@ def write_parquet(
     """
     uri = bucket.uri(key)
     # repartition, not coalesce: coalesce(1) would run the whole upstream scan in a single task; this
-    # filters in parallel and moves only the (few) rows that are written.
+    # filters in parallel and moves only the (few) rows that are written. Unless the caller knows the
+    # upstream is (nearly) one partition anyway (``shuffle=False``): then a shuffle only costs a stage.
     # Otherwise at most one file per core (per month for watch_history): the union of cached splits and
     # shuffled duplicates has far more partitions than that, and coalescing them costs no shuffle.
     cores = max(1, frame.sparkSession.sparkContext.defaultParallelism)
-    source = frame.repartition(1) if single_file else frame.coalesce(cores)
+    if single_file:
+        source = frame.repartition(1) if shuffle else frame.coalesce(1)
+    else:
+        source = frame.coalesce(cores)
     writer = source.write.mode("overwrite").option("compression", "snappy")
     if partition_by:
         writer = writer.partitionBy(partition_by)

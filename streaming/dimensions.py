@@ -31,9 +31,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from core.bucket import Bucket
-from core.contracts.raw import RAW_COLUMNS, raw_key
+from core.contracts.raw import RAW_COLUMNS
 from core.contracts.silver import CONTRACTS
-from core.contracts.tokens import FALSE_TOKENS, TRUE_TOKENS
+from core.contracts.tokens import DECIMAL_NOTATION, FALSE_TOKENS, NULL_TOKENS, TRUE_TOKENS
+from core.raw_files import find_raw_key, open_text
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def _dimension(
         key = columns[0]
         return _query(f"SELECT * FROM t QUALIFY row_number() OVER (PARTITION BY {key}) = 1",
                       t=_silver_table(bucket, table, columns))  # fmt: skip
-    source[table] = bucket.uri(raw_key(table)) + f" (fallback: Silver {table} missing)"
+    source[table] = bucket.uri(find_raw_key(bucket, table)) + f" (fallback: Silver {table} missing)"
     log.warning(
         "Silver %s not found at %s: joining raw %s.csv, de-duplicated",
         table,
@@ -186,20 +187,27 @@ MOVIES_SCHEMA = pa.schema(
 
 
 def _raw_survivors(bucket: Bucket, table: str, key: str) -> pd.DataFrame:
-    """Raw rows as trimmed text (empty → null), one per key by the Silver rule: most non-null raw
-    fields, then the earliest line."""
-    with bucket.open(raw_key(table), "rb") as handle:
-        frame = pd.read_csv(handle, dtype=str, keep_default_na=False, usecols=list(RAW_COLUMNS[table]))
-    frame = frame.apply(lambda column: column.str.strip()).replace("", None)
+    """Raw rows as trimmed text (empty or a null token → null, as Silver cleans them), one per key by the
+    Silver rule: most non-null raw fields, then the earliest line. Reads ``.csv`` or ``.csv.gz``."""
+    with open_text(bucket, find_raw_key(bucket, table)) as handle:
+        frame = pd.read_csv(
+            handle, dtype=str, keep_default_na=False, usecols=list(RAW_COLUMNS[table]), encoding="utf-8-sig"
+        )
+    frame = frame.apply(lambda column: column.str.strip(" ")).replace(["", *NULL_TOKENS], None)
     frame["_filled"] = frame.notna().sum(axis=1)
     frame["_line"] = range(len(frame))
     frame = frame[frame[key].notna()].sort_values([key, "_filled", "_line"], ascending=[True, False, True])
     return frame.drop_duplicates(key, keep="first")
 
 
+def _decimal(text: pd.Series) -> pd.Series:
+    """Numbers in Silver's plain decimal notation; anything else (1e3, inf) is null, as Silver rejects it."""
+    return pd.to_numeric(text.where(text.str.fullmatch(DECIMAL_NOTATION, na=False)), errors="coerce")
+
+
 def _raw_users(bucket: Bucket) -> pd.DataFrame:
     users = _raw_survivors(bucket, "users", "user_id")
-    spend = pd.to_numeric(users["monthly_spend"], errors="coerce")
+    spend = _decimal(users["monthly_spend"])
     return (
         pd.DataFrame(
             {
@@ -216,7 +224,7 @@ def _raw_users(bucket: Bucket) -> pd.DataFrame:
 def _raw_movies(bucket: Bucket) -> pd.DataFrame:
     movies = _raw_survivors(bucket, "movies", "movie_id")
     flag = movies["is_netflix_original"].str.lower()
-    rating = pd.to_numeric(movies["imdb_rating"], errors="coerce")
+    rating = _decimal(movies["imdb_rating"])
     return (
         pd.DataFrame(
             {

@@ -66,6 +66,7 @@ class StreamOptions:
     reset_on_broker_loss: bool = True
     available_now: bool = False  # process the backlog in bounded batches, then stop
     publish_dead_letters: bool = True  # also to the dead-letter topic, not only to Parquet
+    accept_v0: bool = True  # read legacy v0 events through core.contracts.legacy_v0 (else dead letters)
     query_name: str = QUERY_NAME
 
     @classmethod
@@ -77,6 +78,7 @@ class StreamOptions:
             min_tasks_per_batch=settings.stream_min_tasks_per_batch,
             retention_hours=settings.stream_retention_hours,
             reset_on_broker_loss=settings.stream_reset_on_broker_loss,
+            accept_v0=settings.stream_accept_v0,
         )
         return replace(options, **{k: v for k, v in overrides.items() if v is not None})
 
@@ -89,6 +91,7 @@ class StreamSummary:
     valid: int = 0
     dead_letters: int = 0
     late: int = 0
+    legacy_v0: int = 0
     elapsed_s: float = 0.0
     stopped_by: str = ""
     broker_resets: int = 0  # checkpoint resets after the embedded broker came back empty
@@ -105,6 +108,7 @@ class StreamSummary:
         self.valid += metrics.valid
         self.dead_letters += metrics.dead_letters
         self.late += metrics.late
+        self.legacy_v0 += metrics.legacy_v0
 
     def describe(self, query_name: str) -> str:
         resets = (
@@ -115,7 +119,7 @@ class StreamSummary:
         return (
             f"stream {query_name} stopped ({self.stopped_by}) after {self.elapsed_s:.0f} s: {self.batches} "
             f"batch(es), {self.rows_in:,} events ({self.valid:,} valid, {self.dead_letters:,} dead-letter, "
-            f"{self.late:,} late){resets}"
+            f"{self.late:,} late; {self.legacy_v0:,} legacy v0 accepted){resets}"
         )
 
 
@@ -137,8 +141,8 @@ def run_stream(
     references), except when the *embedded* broker came back empty: then the checkpoint is archived, the
     loss logged at ERROR, ``on_reset`` called, and the query restarted from the new topic
     (:mod:`streaming.broker_reset`). ``source`` replaces the Kafka source by any streaming DataFrame with
-    the same five columns (the benchmark feeds pre-generated events through the identical query to measure
-    the ceiling).
+    the same columns (``streaming.kafka_source.SCHEMA``; the benchmark feeds pre-generated events through
+    the identical query to measure the ceiling).
     """
     runner = _StreamRunner(spark, bucket, layout, kafka, options, on_batch, on_reset, source)
     return runner.run(stop_event)
@@ -200,8 +204,9 @@ class _StreamRunner:
                 ensure_topics(conf, {self.kafka.dead_letter_topic: 1})
                 dlq = DeadLetterPublisher(conf, self.kafka.dead_letter_topic, self.kafka.topic)
             processor = MicroBatchProcessor(
-                self.spark, self.bucket, self.store, dlq, self.kafka.topic, self._record, batch_id_base
-            )
+                self.spark, self.bucket, self.store, dlq, self.kafka.topic, self._record, batch_id_base,
+                accept_v0=self.options.accept_v0,
+            )  # fmt: skip
             query = self._start(processor, batch_id_base)
             self.summary.stopped_by = _wait(query, stop_event)
         finally:
@@ -244,7 +249,11 @@ class _StreamRunner:
         )
         conf = self.kafka.client_config()
         kafka_options = source_options(
-            conf, self.kafka.topic, max_per_trigger=self.options.max_events_per_trigger, minPartitions=tasks
+            conf,
+            self.kafka.topic,
+            max_per_trigger=self.options.max_events_per_trigger,
+            minPartitions=tasks,
+            acceptV0=str(self.options.accept_v0).lower(),
         )
         return self.spark.readStream.format(SOURCE_NAME).options(**kafka_options).load()
 

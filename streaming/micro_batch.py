@@ -64,6 +64,7 @@ class BatchMetrics:
     dead_letters: int = 0
     late: int = 0
     non_canonical: int = 0  # messages judged by the Python validator (poison, other encodings)
+    legacy_v0: int = 0  # accepted legacy v0 events (valid + late), read through the v0 mapping
     dead_by_reason: dict[str, int] = field(default_factory=dict)
     input_offsets: dict[str, list[int]] = field(default_factory=dict)  # partition → [first, last + 1]
     watermark: str | None = None
@@ -90,7 +91,8 @@ class BatchMetrics:
         return (
             f"batch {self.batch_id}: {self.rows_in:,} in → {self.valid:,} valid, "
             f"{self.dead_letters:,} dead-letter "
-            f"({reasons}), {self.late:,} late; {self.non_canonical:,} judged in Python; "
+            f"({reasons}), {self.late:,} late; {self.legacy_v0:,} legacy v0 accepted; "
+            f"{self.non_canonical:,} judged in Python; "
             f"{self.windows_updated} window(s) updated; watermark "
             f"{self.watermark}; {self.duration_s:.1f} s "
             f"({self.rows_in / max(self.duration_s, 1e-9):,.0f} ev/s){latency}; "
@@ -141,6 +143,7 @@ class MicroBatchProcessor:
         topic: str,
         on_batch: Callable[[BatchMetrics], None] | None = None,
         batch_id_base: int = 0,
+        accept_v0: bool = True,
     ) -> None:
         self.spark = spark
         self.bucket = bucket
@@ -149,6 +152,7 @@ class MicroBatchProcessor:
         self.topic = topic
         self.on_batch = on_batch
         self.batch_id_base = batch_id_base  # added to Spark's ids: see streaming.broker_reset
+        self.accept_v0 = accept_v0  # as the source's acceptV0: names why a v0 message was rejected
         self.bronze = BatchParquetSink(bucket, BRONZE_KEY)
         self.silver = BatchParquetSink(bucket, SILVER_KEY)
         self.dead_letter = BatchParquetSink(bucket, DEAD_LETTER_KEY)
@@ -221,8 +225,9 @@ class MicroBatchProcessor:
         """Valid and on time, late (behind the watermark) or dead letter; counts into ``metrics``."""
         metrics.rows_in = rows.num_rows
         metrics.input_offsets = _offsets(rows)
-        verdicts = judge(rows)
+        verdicts = judge(rows, self.accept_v0)
         metrics.non_canonical = verdicts.non_canonical
+        metrics.legacy_v0 = pc.sum(verdicts.legacy_v0).as_py() or 0
         valid = verdicts.valid
         event_time = rows.column("event_time")
         batch_max = pc.max(pc.filter(event_time, valid)).as_py() if rows.num_rows else None
@@ -265,6 +270,7 @@ class MicroBatchProcessor:
             valid=metrics.valid,
             dead_letters=metrics.dead_letters,
             late=metrics.late,
+            legacy_v0=metrics.legacy_v0,
             watermark=_naive(split.watermark),
             max_event_time=_naive(split.max_event),
             input_offsets=metrics.input_offsets,
@@ -333,7 +339,7 @@ class MicroBatchProcessor:
 # Bronze: every message as received, with its Kafka coordinates (and the topic in front).
 _BRONZE_SOURCE = ("partition", "offset", "key", "value", "kafka_timestamp", "batch_id")
 _BRONZE_NAMES = ("partition", "offset", "key", "value", "timestamp", "batch_id")
-_NOT_SILVER = frozenset({"key", "value", CANONICAL})
+_NOT_SILVER = frozenset({"key", "value", CANONICAL})  # legacy_event never leaves parse_messages
 
 
 def _silver_columns(rows: pa.Table) -> list[str]:

@@ -53,8 +53,9 @@ SCHEMA_SQL = f"""
 CREATE TABLE IF NOT EXISTS stream_batches (
     batch_id BIGINT PRIMARY KEY, committed_at TIMESTAMP, rows_in BIGINT, valid BIGINT, dead_letters BIGINT,
     late BIGINT, watermark TIMESTAMP, max_event_time TIMESTAMP, input_offsets VARCHAR,
-    windows_updated BIGINT, processing_s DOUBLE
+    windows_updated BIGINT, processing_s DOUBLE, legacy_v0 BIGINT DEFAULT 0
 );
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS legacy_v0 BIGINT DEFAULT 0;
 CREATE TABLE IF NOT EXISTS segment_window_state (
     window_start TIMESTAMP, segment_id BIGINT, {_KEYS_DDL},
     sessions BIGINT, watch_minutes DOUBLE, completion_sum DOUBLE, completion_n BIGINT,
@@ -118,6 +119,7 @@ class BatchRecord:
     max_event_time: datetime | None
     input_offsets: dict[str, list[int]]
     processing_s: float
+    legacy_v0: int = 0  # accepted legacy v0 events (valid + late)
 
 
 # State columns a batch adds to (its partial sums), per state table.
@@ -175,9 +177,10 @@ class RealtimeStore:
         """Totals over the ledger (for reports and tests)."""
         row = self._row(
             "SELECT count(*), coalesce(sum(rows_in), 0), coalesce(sum(valid), 0), "
-            "coalesce(sum(dead_letters), 0), coalesce(sum(late), 0), max(batch_id) FROM stream_batches"
+            "coalesce(sum(dead_letters), 0), coalesce(sum(late), 0), max(batch_id), "
+            "coalesce(sum(legacy_v0), 0) FROM stream_batches"
         )
-        keys = ("batches", "rows_in", "valid", "dead_letters", "late", "last_batch_id")
+        keys = ("batches", "rows_in", "valid", "dead_letters", "late", "last_batch_id", "legacy_v0")
         return dict(zip(keys, row, strict=True))
 
     # -- the micro-batch transaction ----------------------------------------------------------------
@@ -205,11 +208,13 @@ class RealtimeStore:
                 windows = self._merge(record.batch_id)
             self._prune(record)
             con.execute(
-                "INSERT INTO stream_batches VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO stream_batches (batch_id, committed_at, rows_in, valid, dead_letters, late, "
+                "watermark, max_event_time, input_offsets, windows_updated, processing_s, legacy_v0) "
+                "VALUES (?, now()::TIMESTAMP, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     record.batch_id, record.rows_in, record.valid, record.dead_letters, record.late,
                     record.watermark, record.max_event_time, json.dumps(record.input_offsets), windows,
-                    record.processing_s,
+                    record.processing_s, record.legacy_v0,
                 ],
             )  # fmt: skip
             if before_commit is not None:

@@ -17,6 +17,13 @@ of the schema over a parsed VARIANT cost ~10 µs per message in Spark, the large
    that never writes the canonical encoding would make every message take this path (~30 µs each), so
    each batch reports how many did.
 
+Legacy v0 events (the original pipeline's producer, :mod:`core.contracts.legacy_v0`) are mapped by the Kafka
+source, which hands over each valid one in our encoding as ``legacy_event``: Spark parses that instead of the
+raw bytes and counts it as proven (the mapping validated it), so a v0 stream costs the source's Python
+mapping (about twice the Python validator's time per message, spread over the executors' cores) and
+nothing in the driver. A v0 message the mapping
+rejects arrives without ``legacy_event`` and is judged, and its reasons named, like any other.
+
 The canonical path never accepts a message the Python validator rejects: ``tests/test_streaming_validation
 .py`` checks it on every schema test case in both encodings and on every fault kind. One rule is the
 stream's own: an ``event_time`` more than an hour after the message's Kafka timestamp is rejected
@@ -36,7 +43,8 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from core.contracts import events
+from core.contracts import events, legacy_v0
+from streaming.kafka_source import LEGACY_COLUMN
 
 FUTURE_TOLERANCE_S = 3600
 JSON_COLUMN = "_json"
@@ -55,13 +63,17 @@ def reason_codes() -> dict[str, str]:
         events.NOT_AN_OBJECT: "invalid_json",
         events.VERSION_MISSING: "missing_schema_version",
         events.VERSION_UNSUPPORTED: "unsupported_schema_version",
+        legacy_v0.V0_REJECTED: "legacy_v0_disabled",
         EVENT_IN_FUTURE: "event_time_in_future",
     }
-    for version in events.SUPPORTED_VERSIONS:
+    for version in (*events.SUPPORTED_VERSIONS, events.LEGACY_VERSION):
         for rule in events.rules(version):
             name = rule.field.replace(".", "_")
             missing = rule.kind in (events.REQUIRED, events.NOT_NULL)
             codes.setdefault(rule.message, f"{'missing' if missing else 'invalid'}_{name}")
+    for spec in events.field_specs(events.LEGACY_VERSION):  # a bare NaN where v0 requires a value
+        for token in legacy_v0.NON_FINITE_TOKENS:
+            codes.setdefault(legacy_v0.non_finite_error(spec.path, token), f"missing_{spec.path}")
     return codes
 
 
@@ -72,20 +84,28 @@ def reason_code(message: str) -> str:
 
 # -- Spark: parse and the canonical path ----------------------------------------------------------------
 def parse_messages(raw: DataFrame) -> DataFrame:
-    """Raw Kafka rows → the same rows plus the typed event fields and :data:`CANONICAL` (boolean).
+    """Raw Kafka rows (``streaming.kafka_source.SCHEMA``) → the same rows without ``legacy_event``, plus
+    the typed event fields and :data:`CANONICAL` (boolean).
 
-    ``canonical`` TRUE means the message is proven schema-valid (:func:`canonical_valid_sql`); FALSE
-    means unproven, to be judged by :func:`judge` in the driver. The typed fields come from
-    ``from_json``, which reads a valid event exactly as a strict parser would; for invalid messages they
-    are meaningless (dead letters keep the raw bytes). The JSON struct is its own projection so Spark
-    parses each message once: the optimizer does not inline an expensive column used more than once.
+    ``canonical`` TRUE means the message is proven schema-valid (:func:`canonical_valid_sql`, or a legacy
+    v0 event the source mapped); FALSE means unproven, to be judged by :func:`judge` in the driver. The
+    typed fields come from ``from_json`` of the message (of its mapped event for v0), which reads a valid
+    event exactly as a strict parser would; for invalid messages they are meaningless (dead letters keep
+    the raw bytes). The JSON struct is its own projection so Spark parses each message once: the optimizer
+    does not inline an expensive column used more than once.
     """
-    text = F.col("value").cast("string")
+    if LEGACY_COLUMN not in raw.columns:
+        raise ValueError(
+            f"the raw frame has no {LEGACY_COLUMN!r} column: a source must give the Kafka source's columns "
+            "(streaming.kafka_source.SCHEMA; null where no message is a legacy v0 event)"
+        )
+    legacy = F.col(LEGACY_COLUMN)
+    text = F.coalesce(legacy, F.col("value")).cast("string")
     parsed = raw.withColumn(JSON_COLUMN, F.from_json(text, events.spark_ddl(timestamps=False)))
     return parsed.select(
-        *raw.columns,
+        *[c for c in raw.columns if c != LEGACY_COLUMN],
         *[F.expr(e) for e in events.spark_columns_from_struct_sql(JSON_COLUMN)],
-        F.expr(canonical_valid_sql()).alias(CANONICAL),
+        (legacy.isNotNull() | F.expr(canonical_valid_sql())).alias(CANONICAL),
     )
 
 
@@ -146,24 +166,28 @@ class Verdicts:
     valid: pa.Array  # bool, never null
     errors: dict[int, list[str]]  # row index → errors, for every invalid row
     non_canonical: int  # messages the Python validator had to judge
+    legacy_v0: pa.Array  # bool, never null: a valid legacy v0 event (its schema_version reads 0)
 
     def errors_of(self, rows: pa.Array) -> list[list[str]]:
         """The errors of the given (invalid) row indices, in that order."""
         return [self.errors[i] for i in rows.to_pylist()]
 
 
-def judge(rows: pa.Table) -> Verdicts:
-    """Final validity of each message of ``rows`` (``value``, ``timestamp``, ``event_time``, ``canonical``).
+def judge(rows: pa.Table, accept_v0: bool = True) -> Verdicts:
+    """Final validity of each message of ``rows`` (``value``, ``timestamp``, ``event_time``,
+    ``schema_version``, ``canonical``).
 
-    Canonical messages are schema-valid; the others go through the shared Python validator. Then the
-    stream's future rule applies to every schema-valid message.
+    Canonical messages are schema-valid; the others go through the shared Python validator, with the v0
+    mapping on or off as the source had it (a valid v0 event never gets here: the source mapped it, so
+    here the mapping only names why a v0 message is rejected). Then the stream's future rule applies to
+    every schema-valid message.
     """
     schema_valid = np.array(pc.fill_null(rows.column(CANONICAL), False).to_numpy(zero_copy_only=False), bool)
     errors: dict[int, list[str]] = {}
     unproven = np.flatnonzero(~schema_valid)
     values = rows.column("value").take(pa.array(unproven)).to_pylist()
     for index, value in zip(unproven.tolist(), values, strict=True):
-        found = events.validate_message(value or b"")
+        found = events.validate_message(value or b"", accept_v0)
         if found:
             errors[index] = found
         else:
@@ -173,4 +197,11 @@ def judge(rows: pa.Table) -> Verdicts:
     for index in np.flatnonzero(schema_valid & ahead).tolist():
         errors[index] = [EVENT_IN_FUTURE]
     valid = schema_valid & ~ahead
-    return Verdicts(valid=pa.array(valid, pa.bool_()), errors=errors, non_canonical=len(unproven))
+    version = pc.fill_null(pc.equal(rows.column(events.VERSION_FIELD), events.LEGACY_VERSION), False)
+    legacy = valid & np.asarray(version.to_numpy(zero_copy_only=False), bool)
+    return Verdicts(
+        valid=pa.array(valid, pa.bool_()),
+        errors=errors,
+        non_canonical=len(unproven),
+        legacy_v0=pa.array(legacy, pa.bool_()),
+    )

@@ -58,15 +58,34 @@ NULL_TARGETS = {
     ("recommendation_logs", "recommendation_score"): 0.10,
 }
 ORPHAN_TARGET = 0.005
-ID_PATTERN = {
-    "users": r"user_\d{5,}",
-    "movies": r"movie_\d{5,}",
-    "watch_history": r"session_\d{9,}",
-    "reviews": r"review_\d{9,}",
-    "search_logs": r"search_\d{9,}",
-    "recommendation_logs": r"rec_\d{9,}",
-}
+# The public files' ids: user_00001, movie_0001, session_000001, review_000001, search_000001, rec_000001
+# (issue 11). Up to scale 1 the generator keeps these widths exactly; wider only when a scale needs it.
+PREFIX = {"users": "user_", "movies": "movie_", "watch_history": "session_", "reviews": "review_",
+          "search_logs": "search_", "recommendation_logs": "rec_"}  # fmt: skip
+PUBLIC_DIGITS = {"users": 5, "movies": 4, "watch_history": 6, "reviews": 6, "search_logs": 6,
+                 "recommendation_logs": 6}  # fmt: skip
+ID_PATTERN = {table: rf"{PREFIX[table]}\d{{{digits}}}" for table, digits in PUBLIC_DIGITS.items()}
 NUMBER = re.compile(r"-?\d+(\.\d+)?")
+# Columns the public dataset writes as floats although they hold whole numbers (pandas writes an integer
+# column with missing values as float64: "43.0"), and those it writes as plain integers.
+WHOLE_FLOATS = {
+    "users": ("age", "household_size"),
+    "movies": ("duration_minutes", "production_budget", "box_office_revenue", "number_of_seasons",
+               "number_of_episodes"),
+    "watch_history": ("user_rating",),
+    "reviews": ("helpful_votes", "total_votes"),
+    "search_logs": ("clicked_result_position",),
+    "recommendation_logs": (),
+}  # fmt: skip
+PLAIN_INTEGERS = {
+    "movies": ("release_year",),
+    "reviews": ("rating",),
+    "search_logs": ("results_returned",),
+    "recommendation_logs": ("position_in_list",),
+}
+FRACTIONAL_TIMESTAMP = (
+    r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}"  # users.created_at: 2023-04-01 14:40:50.540242
+)
 NUMERIC_COLUMNS = {
     "users": ("age", "monthly_spend", "household_size"),
     "movies": ("release_year", "duration_minutes", "imdb_rating", "production_budget", "box_office_revenue",
@@ -258,12 +277,51 @@ def test_values_follow_the_format(small: Dataset, table: str) -> None:
     for column in NUMERIC_COLUMNS[table]:
         values = frame[column][frame[column] != ""]
         assert values.str.fullmatch(NUMBER).all(), column
+        # Every number is written like pandas writes a float column ("105.0", never "105")...
+        if column not in PLAIN_INTEGERS.get(table, ()):
+            assert values.str.contains(".", regex=False).all(), column
+    for column in WHOLE_FLOATS[table]:  # ... whole numbers in float notation, as the public files have them
+        values = frame[column][frame[column] != ""]
+        assert values.str.fullmatch(r"-?\d+\.0").all(), column
+    for column in PLAIN_INTEGERS.get(table, ()):
+        assert frame[column].str.fullmatch(r"-?\d+").all(), column
     for column in BOOLEAN_COLUMNS[table]:
         assert set(frame[column]) <= {"True", "False"}, column
     if table in DATE_COLUMNS:
         dates = frame[DATE_COLUMNS[table]]
         assert dates.str.fullmatch(r"\d{4}-\d{2}-\d{2}").all()
         assert dates.min() >= "2024-01-01" and dates.max() <= "2025-12-31"
+
+
+def test_scale_1_ids_are_the_public_datasets(make: Callable[..., Dataset]) -> None:
+    """At scale 1 users are user_00001..user_10000 and titles movie_0001..movie_1000, like the public files:
+    a raw folder mixing real and generated files joins without orphans beyond the deliberate ones."""
+    data = make(1.0)
+    users, movies = set(data.frame("users").user_id), set(data.frame("movies").movie_id)
+    assert users == {f"user_{i:05d}" for i in range(1, DISTINCT["users"] + 1)}
+    assert movies == {f"movie_{i:04d}" for i in range(1, DISTINCT["movies"] + 1)}
+    watch = data.frame("watch_history")
+    assert watch.session_id.str.fullmatch(ID_PATTERN["watch_history"]).all()
+    known = watch.user_id.isin(users) & watch.movie_id.isin(movies)
+    assert abs((~known).mean() - ORPHAN_TARGET) < tolerance(ORPHAN_TARGET, len(watch))
+
+
+@pytest.mark.slow
+def test_ids_widen_only_when_the_scale_needs_it(tmp_path: Path) -> None:
+    """Scale 10: 100,000 users (6 digits), 10,000 titles (5), ~1M sessions (7); reviews stay at 6."""
+    generate(Bucket(str(tmp_path)), 10.0, seed=1)
+    con = duckdb.connect()
+    widths = {}
+    for table in RAW_TABLES:
+        column = RAW_COLUMNS[table][0]
+        [(low, high)] = con.execute(
+            f"SELECT min(length({column})), max(length({column})) "
+            f"FROM read_csv('{tmp_path}/raw/{table}.csv', all_varchar=true)"
+        ).fetchall()
+        assert low == high, table
+        widths[table] = high - len(PREFIX[table])
+    assert widths == {"users": 6, "movies": 5, "watch_history": 7, "reviews": 6, "search_logs": 6,
+                      "recommendation_logs": 6}  # fmt: skip
 
 
 def test_domains(small: Dataset) -> None:
@@ -274,7 +332,7 @@ def test_domains(small: Dataset) -> None:
     assert set(users.subscription_plan) <= set(SUBSCRIPTION_PLANS)
     assert set(users.gender) - {""} <= set(GENDERS)
     assert set(users.primary_device) <= set(DEVICES)
-    assert users.created_at.str.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}").all()
+    assert users.created_at.str.fullmatch(FRACTIONAL_TIMESTAMP).all()
     assert users.subscription_start_date.min() >= "2022-01-01"
     assert (users.created_at.str[:10] <= users.subscription_start_date).all()
     assert set(movies.content_type) <= set(CONTENT_TYPES)

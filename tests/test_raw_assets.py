@@ -119,4 +119,42 @@ def test_missing_file_fails_with_instructions(settings: Settings) -> None:
     assert not result.success
     (failure,) = [e for e in result.all_events if e.is_step_failure]
     message = failure.step_failure_data.error.message
-    assert "raw/recommendation_logs.csv does not exist" in message and "netflix-lambda generate" in message
+    assert (
+        "raw/recommendation_logs.csv or " in message
+        and "raw/recommendation_logs.csv.gz does not exist" in message
+    )
+    assert "netflix-lambda generate" in message
+
+
+def test_a_gzip_export_lands_and_counts_records_not_lines(settings: Settings, tmp_path: Path) -> None:
+    """``movies.csv.gz`` in the landing folder: copied as is, read decompressed; a quoted field holding a
+    line break is one row, blank lines at the end are none (docs/data-quality.md, "Reading")."""
+    import gzip
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    rows = [["movie_0001", "Two\nlines"] + [""] * 16, ["movie_0002", "plain"] + [""] * 16]
+    text = b"\xef\xbb\xbf" + csv_bytes(RAW_COLUMNS["movies"], rows).replace(b"\n", b"\r\n") + b"\r\n\r\n"
+    packed = gzip.compress(text)
+    (landing / "movies.csv.gz").write_bytes(packed)
+    bucket = Bucket.from_settings(settings)
+    bucket.write_bytes("raw/movies.csv", csv_bytes(RAW_COLUMNS["movies"], []))  # an older plain export
+    result, checks = run_raw(settings, "movies", landing)
+    assert result.success and checks[HEADER_CHECK].passed and checks[CSV_CHECK].passed
+    assert not bucket.exists("raw/movies.csv")  # replaced by the landed form, never both
+    (mat,) = [m for m in result.asset_materializations_for_node("raw__movies")]
+    assert mat.metadata["dagster/row_count"].value == 2
+    assert mat.metadata["uri"].value.endswith("raw/movies.csv.gz")
+    assert mat.metadata["sha256"].value == hashlib.sha256(packed).hexdigest()  # of the file as stored
+
+
+def test_both_forms_of_one_table_fail_naming_them(settings: Settings) -> None:
+    bucket = Bucket.from_settings(settings)
+    payload = csv_bytes(RAW_COLUMNS["users"], [])
+    bucket.write_bytes("raw/users.csv", payload)
+    bucket.write_bytes("raw/users.csv.gz", payload)
+    result, _ = run_raw(settings, "users")
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    assert "raw/users.csv and " in failure.step_failure_data.error.message
+    assert "users.csv.gz both exist" in failure.step_failure_data.error.message

@@ -22,6 +22,8 @@ from core.contracts.silver import CONTRACTS, Kind
 from core.settings import Settings
 from netflix_assets.defs.silver.assets import silver_asset_key, silver_tables
 from netflix_assets.resources import build_resources
+from silver.job import SilverJob
+from silver.verify import QUARANTINE_SHARE, Severity, run_and_verify
 from tests.spark_fixtures import (  # noqa: F401  (the module's `spark` fixture)
     csv_text,
     silver_test_settings,
@@ -239,3 +241,28 @@ def test_empty_file_fails_and_blocks_the_tables_that_need_it(spark: Any, tmp_pat
 
 def _materialized(result: ExecuteInProcessResult) -> set[Any]:
     return {event.asset_key for event in result.get_asset_materialization_events()}
+
+
+# -- a format the rules do not read: the check says which rule, how many, and shows the values -----------
+def test_a_format_problem_is_named_with_examples(spark: Any, tmp_path: Path) -> None:
+    """Every created_at in US notation: the quarantine_share check fails naming rule 3, the count and the
+    first three offending values with their lines, so on-call sees a format problem, not bad data."""
+    bucket = Bucket.from_settings(silver_test_settings(tmp_path))
+    stamps = [f"04/{day:02d}/2023 14:40:50" for day in range(1, 11)]
+    write_raw(bucket, "users", [valid_row("users", i, created_at=s) for i, s in enumerate(stamps, 1)])
+    job = SilverJob(spark, bucket)
+    result, checks = run_and_verify(job, "users", warn_share=0.1, error_share=0.25)
+    (share,) = [c for c in checks if c.name == QUARANTINE_SHARE]
+    assert not share.passed and share.severity is Severity.ERROR
+    assert (
+        "100.00% of" in share.description and "raw/users.csv quarantined (10 of 10 rows)" in share.description
+    )
+    assert "invalid_created_at (rule 3, value not in the documented notation of its type): 10 rows" in (
+        share.description
+    )
+    assert (
+        "e.g. line 2 '04/01/2023 14:40:50', line 3 '04/02/2023 14:40:50', line 4 '04/03/2023 14:40:50'"
+        in (share.description)
+    )
+    assert share.metadata["examples"]["invalid_created_at"][0] == "line 2: '04/01/2023 14:40:50'"
+    assert result.quarantine_rows == 10

@@ -70,13 +70,15 @@ REQUIRED = {
     "search_logs": ["search_id", "user_id", "search_date"],
     "recommendation_logs": ["recommendation_id", "user_id", "movie_id", "recommendation_date"],
 }
+_TIME = r"[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}(:?\d{2})?)?"
 PATTERNS = {
     INT: r"[+-]?\d+(\.0*)?",
     DOUBLE: r"[+-]?(\d+(\.\d*)?|\.\d+)",
     BOOL: r"(?i)(true|false|t|f|yes|no|y|n|1|0)",
-    DATE: r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?",
-    TS: r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}",
+    DATE: rf"\d{{4}}-\d{{2}}-\d{{2}}({_TIME})?",
+    TS: rf"\d{{4}}-\d{{2}}-\d{{2}}{_TIME}",
 }
+NULL_TOKENS = ("", "NaN", "nan", "NULL", "null", "None")
 ARROW_TYPES = {
     INT: pa.int32(),
     DOUBLE: pa.float64(),
@@ -110,8 +112,9 @@ def typed(kind: str, text: pd.Series) -> pd.Series:
     if kind == BOOL:
         lowered = text.where(ok).str.lower()
         return lowered.map(lambda v: v in ("true", "t", "yes", "y", "1") if isinstance(v, str) else None)
-    parsed = pd.to_datetime(text.where(ok), format="mixed", errors="coerce")
-    return parsed.dt.normalize() if kind == DATE else parsed
+    if kind == DATE:  # the date as written
+        return pd.to_datetime(text.where(ok).str[:10], format="%Y-%m-%d", errors="coerce")
+    return pd.to_datetime(text.where(ok), format="ISO8601", utc=True, errors="coerce").dt.tz_localize(None)
 
 
 def reference(raw_dir: Path) -> dict[str, dict[str, Any]]:
@@ -123,7 +126,7 @@ def reference(raw_dir: Path) -> dict[str, dict[str, Any]]:
         )
         lines = (raw_dir / f"{table}.csv").read_bytes().count(b"\n")
         assert len(frame) == lines - 1, "the generator writes one row per line"
-        text = frame.apply(lambda s: s.str.strip(" ").replace("", None))
+        text = frame.apply(lambda s: s.str.strip(" ").replace(list(NULL_TOKENS), None))
         values = {c: typed(TYPES[table][c], text[c]) if c in TYPES[table] else text[c] for c in frame.columns}
         reason = pd.Series(None, index=frame.index, dtype=object)
 
@@ -239,6 +242,11 @@ def test_value_rules_match_the_reference(run: tuple[ExecuteInProcessResult, Buck
     assert users["age"].notna().sum() == (ref_users["age"].notna() & ~ref_age_flagged).sum()
     spend = ref_users["monthly_spend"]
     assert users["monthly_spend_flagged"].sum() == ((spend < 0) | (spend > 1000)).sum()
+    # The generator writes the public file's fractional created_at: kept to the microsecond.
+    created = users.set_index("user_id")["created_at"].sort_index()
+    assert (created.dt.microsecond > 0).mean() > 0.99
+    assert created.tolist() == ref_users.set_index("user_id")["created_at"].sort_index().tolist()
+    assert users["household_size"].notna().sum() == ref_users["household_size"].notna().sum() > 0
     watch, ref_watch = written(bucket, "silver", "watch_history"), expected["watch_history"]["silver"]
     assert np.isclose(watch["watch_duration_minutes"].sum(), ref_watch["watch_duration_minutes"].sum())
     assert watch["user_rating"].notna().sum() == ref_watch["user_rating"].between(1, 5).sum()

@@ -158,6 +158,7 @@ def test_stream_materializes_every_micro_batch_and_the_sensor_follows_the_lag(
     assert sum(m["dead_letters"].value for m in engagement) == poison
     assert sum(m["late"].value for m in engagement) == faults[LATE]
     assert sum(m["rows_out"].value for m in engagement) == EVENTS - poison - faults[LATE]
+    assert sum(m["legacy_v0"].value for m in engagement) == 0  # our producer sends no legacy v0 events
     assert len(engagement) >= 3  # 1,000 events per trigger
     for metadata in engagement:
         assert {"input_offsets", "watermark", "batch_duration_s", "latency_p50_s", "latency_p95_s"} <= set(

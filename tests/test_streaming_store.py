@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow as pa
 
 from core.settings import Settings
@@ -168,3 +170,26 @@ def test_replayed_batches_change_nothing_and_distinct_users_are_not_summed(tmp_p
     finally:
         store.close()
     assert running_owner(layout) is None
+
+
+def test_a_ledger_from_before_legacy_v0_gains_the_column_and_keeps_its_batches(tmp_path: Path) -> None:
+    """``stream_batches`` written by an earlier version (no ``legacy_v0``) is migrated in place on open."""
+    layout = WarehouseLayout.from_settings(Settings(_env_file=None, data_dir=tmp_path))
+    layout.root.mkdir(parents=True)
+    with duckdb.connect(str(layout.realtime_db)) as old:
+        old.execute(
+            "CREATE TABLE stream_batches (batch_id BIGINT PRIMARY KEY, committed_at TIMESTAMP, "
+            "rows_in BIGINT, valid BIGINT, dead_letters BIGINT, late BIGINT, watermark TIMESTAMP, "
+            "max_event_time TIMESTAMP, input_offsets VARCHAR, windows_updated BIGINT, processing_s DOUBLE)"
+        )
+        old.execute("INSERT INTO stream_batches VALUES (0, now(), 10, 10, 0, 0, NULL, ?, '{}', 0, 0.1)", [T0])
+    store = RealtimeStore(layout)
+    try:
+        batch = sessions(3, 40)
+        legacy = replace(record(1, len(batch), T0 + timedelta(minutes=15)), legacy_v0=7)
+        store.commit_batch(legacy, session_table(batch))
+        ledger = store.con.execute("SELECT batch_id, legacy_v0 FROM stream_batches ORDER BY 1").fetchall()
+        assert ledger == [(0, 0), (1, 7)]
+        assert store.counts()["legacy_v0"] == 7 and store.counts()["rows_in"] == 10 + len(batch)
+    finally:
+        store.close()

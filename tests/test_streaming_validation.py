@@ -9,20 +9,25 @@ producer writes; a seeded stream of factory events with every poison kind; event
 from __future__ import annotations
 
 import json
+import random
 import time
+from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from core.contracts import events
+from core.contracts import events, legacy_v0
 from producer.publish import POISON_KINDS, EventFactory, utc_iso
 from producer.sources import Catalog, synthetic_source
 from streaming import validation
+from streaming.kafka_source import legacy_events
+from tests.legacy_fixtures import INF, NAN, expected_event, legacy_line, legacy_record
 from tests.test_event_schema import INVALID, VALID, VALID_V1, stock_valid
 
 CATALOG = Catalog(
@@ -41,6 +46,16 @@ def test_every_validator_message_has_a_reason_code() -> None:
             assert code in (f"missing_{field}", f"invalid_{field}")
     assert codes[events.INVALID_JSON] == "invalid_json"
     assert codes[events.VERSION_UNSUPPORTED] == "unsupported_schema_version"
+
+
+def test_the_source_maps_exactly_the_valid_legacy_events() -> None:
+    """The source's cheap pre-filter skips only messages that cannot be v0: what it maps is what the
+    mapping maps, message by message, over every case we have (ours, poison, foreign encodings, v0)."""
+    raws = [raw for _, raw in _schema_cases() + _factory_cases(300, 0.5, 29)]
+    raws += [raw for _, raw, _, _ in _legacy_cases(60)] + [b"", b"[]", b'{"event_id"', b" {}"]
+    values = pa.array(raws, pa.binary())
+    assert legacy_events(values).to_pylist() == [legacy_v0.mapped_value(raw) for raw in raws]
+    assert sum(m is not None for m in legacy_events(values).to_pylist()) >= 40
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +104,23 @@ def _factory_cases(count: int, poison_rate: float, seed: int) -> list[tuple[str,
     return [(f"factory-{i}-{m.fault}", m.value) for i, m in enumerate(factory.messages(records))]
 
 
-def _judge(spark: Any, cases: list[tuple[str, bytes, datetime]]) -> tuple[Any, validation.Verdicts]:
-    """The stream's verdicts: ``parse_messages`` in Spark, then ``judge`` in the driver, as in a batch."""
-    rows = [(i, i, name.encode(), bytearray(raw), ts) for i, (name, raw, ts) in enumerate(cases)]
+def _judge(
+    spark: Any, cases: list[tuple[str, bytes, datetime]], accept_v0: bool = True
+) -> tuple[Any, validation.Verdicts]:
+    """The stream's verdicts: the Kafka source's v0 mapping, ``parse_messages`` in Spark, then ``judge`` in
+    the driver, as in a batch."""
+    values = pa.array([raw for _, raw, _ in cases], pa.binary())
+    mapped = legacy_events(values).to_pylist() if accept_v0 else [None] * len(cases)
+    rows = [
+        (i, i, name.encode(), bytearray(raw), ts, None if m is None else bytearray(m))
+        for i, ((name, raw, ts), m) in enumerate(zip(cases, mapped, strict=True))
+    ]
     frame = spark.createDataFrame(
-        rows, "partition int, offset long, key binary, value binary, timestamp timestamp"
+        rows,
+        "partition int, offset long, key binary, value binary, timestamp timestamp, legacy_event binary",
     )
     table = validation.parse_messages(frame).toArrow().sort_by("offset")
-    return table, validation.judge(table)
+    return table, validation.judge(table, accept_v0)
 
 
 @pytest.mark.slow
@@ -190,3 +214,62 @@ def test_events_dated_after_their_kafka_timestamp_are_rejected(spark: Any) -> No
         assert verdicts.valid[index].as_py() is not too_far
         assert verdicts.errors.get(index) == ([validation.EVENT_IN_FUTURE] if too_far else None)
     assert validation.reason_code(validation.EVENT_IN_FUTURE) == "event_time_in_future"
+
+
+def _legacy_cases(count: int) -> list[tuple[str, bytes, dict[str, Any] | None, datetime]]:
+    """(name, message, its record when the record is a valid v0 event, event time) as the original
+    producer wrote them, valid ones with NaN in nullable fields and rejected ones of every kind."""
+    rng = random.Random(17)
+    users, movies = list(CATALOG.user_ids), list(CATALOG.movie_ids)
+    start = datetime(2025, 12, 1, 0, 47, 16, tzinfo=UTC)
+    cases: list[tuple[str, bytes, dict[str, Any] | None, datetime]] = []
+    broken = {
+        "nan-required": {"is_download": NAN}, "infinity-required": {"action": INF},
+        "no-timestamp": {"timestamp": ...}, "bad-timestamp": {"timestamp": "2025-13-01 00:00:00"},
+        "half-star": {"user_rating": 2.5},
+    }  # fmt: skip
+    for i in range(count):
+        moment = start + timedelta(seconds=7 * i)
+        rec = legacy_record(rng, i, moment, users, movies)
+        kind = list(broken)[i % len(broken)] if i % 4 == 3 else None
+        if kind is not None:
+            rec.update(broken[kind])
+            rec = {k: v for k, v in rec.items() if v is not ...}
+        cases.append((f"v0-{i}-{kind or 'valid'}", legacy_line(rec).encode(), None if kind else rec, moment))
+    return cases
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("accept_v0", [True, False], ids=["v0-on", "strict"])
+def test_legacy_events_are_read_as_their_records_say_or_rejected_with_the_validators_reasons(
+    spark: Any, accept_v0: bool
+) -> None:
+    now = datetime.now(UTC)
+    legacy = _legacy_cases(120)
+    ours = _factory_cases(80, 0.3, 13)
+    cases = [(n, raw, now) for n, raw, _, _ in legacy] + [(n, raw, now) for n, raw in ours]
+    table, verdicts = _judge(spark, cases, accept_v0)
+    expected = [events.validate_message(raw, accept_v0) for _, raw, _ in cases]
+    assert verdicts.valid.to_pylist() == [not e for e in expected]
+    assert verdicts.errors == {i: e for i, e in enumerate(expected) if e}
+    valid_v0 = [rec is not None for _, _, rec, _ in legacy]
+    assert verdicts.legacy_v0.to_pylist() == [accept_v0 and v for v in valid_v0] + [False] * len(ours)
+    codes = Counter(validation.reason_code(e[0]) for e in expected[: len(legacy)] if e)
+    if not accept_v0:
+        assert codes == {"legacy_v0_disabled": len(legacy)}
+        return
+    assert set(codes) == {"missing_is_download", "missing_action", "missing_timestamp", "invalid_timestamp",
+                          "invalid_user_rating"}  # fmt: skip
+    # Valid v0 events are proven before the driver (no Python there) and read as their records say.
+    canonical = table.column(validation.CANONICAL).to_pylist()
+    assert all(c for c, v in zip(canonical, valid_v0, strict=False) if v)
+    rows = table.to_pylist()
+    for (name, _, rec, moment), row in zip(legacy, rows, strict=False):
+        if rec is None:
+            continue
+        want = expected_event(rec, moment)
+        got = {k: row[k] for k in want}
+        got["event_time"] = got["event_time"].astimezone(UTC).replace(tzinfo=None)
+        assert got == want, name
+        assert not any((row["producer"] or {}).values()) and row["bitrate_kbps"] is None  # v0 has neither
+        assert row["event_id"] == json.loads(legacy_v0.mapped_value(legacy_line(rec)))["event_id"]

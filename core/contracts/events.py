@@ -11,6 +11,8 @@ Schema validator on every case it builds.
 Deliberate choices:
 
 * strict JSON: the tokens ``NaN``/``Infinity`` (which real exports contain) and duplicate keys are invalid;
+  only a legacy v0 event (no version at all, :mod:`core.contracts.legacy_v0`) may carry those tokens, read
+  as missing values by its compatibility mapping;
 * ``integer`` means a JSON integer in the int64 range: ``5.0`` is a number, not an integer;
 * every field gets at most one error, the first rule it fails, in the order required, not null, type,
   then value rules (enum, range, pattern/timestamp, length);
@@ -34,17 +36,23 @@ _SCHEMA_FILE = re.compile(r"^watch_event\.v(\d+)\.json$")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 # Kinds of rule, in evaluation order within a field.
-REQUIRED, NOT_NULL, TYPE, ENUM, RANGE, TIMESTAMP, PATTERN, MIN_LENGTH = (
-    "required", "not_null", "type", "enum", "range", "timestamp", "pattern", "min_length",
+REQUIRED, NOT_NULL, TYPE, ENUM, RANGE, MULTIPLE_OF, TIMESTAMP, PATTERN, MIN_LENGTH = (
+    "required", "not_null", "type", "enum", "range", "multiple_of", "timestamp", "pattern", "min_length",
 )  # fmt: skip
 _SUPPORTED_KEYWORDS = {
-    "type", "required", "properties", "enum", "const", "minimum", "maximum", "pattern", "format",
-    "minLength", "description", "$schema", "$id", "title",
+    "type", "required", "properties", "enum", "const", "minimum", "maximum", "multipleOf", "pattern",
+    "format", "minLength", "description", "$schema", "$id", "title",
 }  # fmt: skip
 
 
+#: The original pipeline's events, which carry no version at all (``core/contracts/legacy_v0.py``): never a
+#: valid ``schema_version`` value, so a message that writes ``"schema_version": 0`` is unsupported.
+LEGACY_VERSION = 0
+
+
 def _discover_versions() -> tuple[int, ...]:
-    return tuple(sorted(int(m.group(1)) for p in SCHEMA_DIR.iterdir() if (m := _SCHEMA_FILE.match(p.name))))
+    found = (int(m.group(1)) for p in SCHEMA_DIR.iterdir() if (m := _SCHEMA_FILE.match(p.name)))
+    return tuple(sorted(v for v in found if v != LEGACY_VERSION))
 
 
 SUPPORTED_VERSIONS: tuple[int, ...] = _discover_versions()
@@ -60,8 +68,8 @@ VERSION_UNSUPPORTED = (
 
 @cache
 def load_schema(version: int) -> dict[str, Any]:
-    """The JSON Schema document of one event version."""
-    if version not in SUPPORTED_VERSIONS:
+    """The JSON Schema document of one event version (:data:`LEGACY_VERSION` included)."""
+    if version not in SUPPORTED_VERSIONS and version != LEGACY_VERSION:
         raise ValueError(f"unknown watch-event schema version {version!r}; supported: {SUPPORTED_VERSIONS}")
     return json.loads((SCHEMA_DIR / f"watch_event.v{version}.json").read_text())
 
@@ -121,9 +129,14 @@ def _field_specs(schema: Mapping[str, Any], prefix: str = "") -> tuple[FieldSpec
             rules.append(
                 Rule(path, RANGE, {"minimum": low, "maximum": high}, f"{path}: out of range {bounds}")
             )
+        if "multipleOf" in prop:
+            step = prop["multipleOf"]
+            what = "a whole number" if step == 1 else f"a multiple of {step}"
+            rules.append(Rule(path, MULTIPLE_OF, {"value": step}, f"{path}: not {what}"))
         if prop.get("format") == "date-time":
+            zone = " UTC" if prop["pattern"].endswith("Z$") else ""  # v1+: UTC only; v0: any offset
             rules.append(
-                Rule(path, TIMESTAMP, {"regex": prop["pattern"]}, f"{path}: not an ISO-8601 UTC timestamp")
+                Rule(path, TIMESTAMP, {"regex": prop["pattern"]}, f"{path}: not an ISO-8601{zone} timestamp")
             )
         elif "pattern" in prop:
             rules.append(
@@ -167,7 +180,8 @@ def _reject_constant(token: str) -> Any:
     raise ValueError(f"non-standard JSON token {token}")
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads``: a key written twice is an error, not the last one wins."""
     result = dict(pairs)
     if len(result) != len(pairs):
         raise ValueError("duplicate key in JSON object")
@@ -178,7 +192,7 @@ def parse(raw: bytes | str) -> tuple[Any, list[str]]:
     """Strictly parse a message value: ``(event, [])`` or ``(None, [error])``; NaN and duplicate keys fail."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
-        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_reject_duplicates), []
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=reject_duplicate_keys), []
     except (ValueError, UnicodeDecodeError):
         return None, [INVALID_JSON]
 
@@ -216,6 +230,8 @@ def _value_ok(rule: Rule, value: Any) -> bool:
     if kind == RANGE:
         low, high = params["minimum"], params["maximum"]
         return (low is None or value >= low) and (high is None or value <= high)
+    if kind == MULTIPLE_OF:
+        return value % params["value"] == 0
     if kind == TIMESTAMP:
         return _is_utc_timestamp(value, params["regex"])
     if kind == PATTERN:
@@ -225,7 +241,8 @@ def _value_ok(rule: Rule, value: Any) -> bool:
     raise ValueError(f"unknown rule kind {kind!r}")
 
 
-def _check(specs: tuple[FieldSpec, ...], obj: Mapping[str, Any], errors: list[str]) -> None:
+def check_fields(specs: tuple[FieldSpec, ...], obj: Mapping[str, Any], errors: list[str]) -> None:
+    """Append the first failed rule's message of each field of ``specs`` in ``obj`` to ``errors``."""
     for spec in specs:
         name = spec.path.rsplit(".", 1)[-1]
         present = name in obj
@@ -248,7 +265,7 @@ def _check(specs: tuple[FieldSpec, ...], obj: Mapping[str, Any], errors: list[st
         if failed is not None:
             errors.append(failed.message)
         elif spec.children and isinstance(value, dict):
-            _check(spec.children, value, errors)
+            check_fields(spec.children, value, errors)
 
 
 def validate(event: Any) -> list[str]:
@@ -261,13 +278,23 @@ def validate(event: Any) -> list[str]:
     if not _is_type(version, "integer") or version not in SUPPORTED_VERSIONS:
         return [VERSION_UNSUPPORTED]
     errors: list[str] = []
-    _check(field_specs(version), event, errors)
+    check_fields(field_specs(version), event, errors)
     return errors
 
 
-def validate_message(raw: bytes | str) -> list[str]:
-    """Errors of a raw message value (parse + validate), exactly as the stream computes them."""
+def validate_message(raw: bytes | str, accept_v0: bool = True) -> list[str]:
+    """Errors of a raw message value (parse + validate), exactly as the stream computes them.
+
+    A message without ``schema_version``, ``event_id`` and ``event_time`` is a legacy v0 event: judged by
+    the v0 compatibility mapping (:func:`core.contracts.legacy_v0.map_event`), or rejected as such when
+    ``accept_v0`` is off (``NETFLIX_STREAM_ACCEPT_V0``).
+    """
+    from core.contracts import legacy_v0  # it builds on this module's rules
+
     event, errors = parse(raw)
+    legacy = legacy_v0.parse(raw) if errors else event
+    if legacy_v0.is_legacy(legacy):
+        return legacy_v0.map_event(legacy)[1] if accept_v0 else [legacy_v0.V0_REJECTED]
     return errors or validate(event)
 
 
@@ -286,7 +313,7 @@ def _sql_literal(value: Any) -> str:
 
 
 #: Rules on a field's value (the others say whether it is present, null, and of the right JSON type).
-VALUE_RULE_KINDS = frozenset({ENUM, RANGE, TIMESTAMP, PATTERN, MIN_LENGTH})
+VALUE_RULE_KINDS = frozenset({ENUM, RANGE, MULTIPLE_OF, TIMESTAMP, PATTERN, MIN_LENGTH})
 
 
 def spark_value_violation(rule: Rule, value: str) -> str:
@@ -308,6 +335,8 @@ def spark_value_violation(rule: Rule, value: str) -> str:
         return f"NOT ({value} RLIKE {_sql_literal(params['regex'])})"
     if rule.kind == MIN_LENGTH:
         return f"char_length({value}) < {params['value']}"
+    if rule.kind == MULTIPLE_OF:
+        return f"{value} % {params['value']} <> 0"
     raise ValueError(f"unknown rule kind {rule.kind!r}")
 
 

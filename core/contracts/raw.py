@@ -42,9 +42,19 @@ RAW_COLUMNS: dict[str, tuple[str, ...]] = {
 RAW_TABLES: tuple[str, ...] = tuple(RAW_COLUMNS)
 
 
+RAW_PREFIX = "raw"
+# A table's file may land plain or gzip-compressed; both names mean the same table (one of them, never both).
+RAW_SUFFIXES: tuple[str, ...] = (".csv", ".csv.gz")
+
+
 def raw_key(table: str) -> str:
-    """Bucket key of a raw table's CSV."""
-    return f"raw/{table}.csv"
+    """Bucket key of a raw table's CSV as the generator writes it (plain text)."""
+    return f"{RAW_PREFIX}/{table}.csv"
+
+
+def raw_keys(table: str) -> tuple[str, ...]:
+    """Every bucket key a raw table's file may have: ``raw/<table>.csv`` or ``raw/<table>.csv.gz``."""
+    return tuple(f"{RAW_PREFIX}/{table}{suffix}" for suffix in RAW_SUFFIXES)
 
 
 COUNTRIES: tuple[str, ...] = ("USA", "Canada")

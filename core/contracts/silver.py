@@ -43,6 +43,7 @@ REASON = "reason"
 QUARANTINE_FILE = "source_file"
 QUARANTINE_LINE = "line_number"
 QUARANTINE_RAW_LINE = "raw_line"
+QUARANTINE_VALUE = "rejected_value"  # the text the rule judged (docs/data-quality.md, "Quarantine")
 
 # Order matters: users and movies first, the facts check their references against them.
 TABLE_ORDER: tuple[str, ...] = (
@@ -142,6 +143,7 @@ class TableContract:
 
     @property
     def raw_key(self) -> str:
+        """The plain ``.csv`` key; the file may also land as ``.csv.gz`` (``core.raw_files.find_raw_key``)."""
         return raw_key(self.name)
 
     @property
@@ -159,7 +161,14 @@ class TableContract:
 
     @property
     def quarantine_columns(self) -> tuple[str, ...]:
-        return (*self.columns, REASON, QUARANTINE_FILE, QUARANTINE_LINE, QUARANTINE_RAW_LINE)
+        return (
+            *self.columns,
+            REASON,
+            QUARANTINE_VALUE,
+            QUARANTINE_FILE,
+            QUARANTINE_LINE,
+            QUARANTINE_RAW_LINE,
+        )
 
 
 def _contract(name: str) -> TableContract:

@@ -21,8 +21,9 @@ from dagster import (
     asset,
 )
 
-from core.contracts.raw import RAW_COLUMNS, raw_key
-from core.raw_files import RawFileProfile, header_problems, profile_raw_file
+from core.bucket import Bucket
+from core.contracts.raw import RAW_COLUMNS, RAW_SUFFIXES, raw_key, raw_keys
+from core.raw_files import RawFileError, RawFileProfile, header_problems, profile_raw_file, raw_key_in
 from netflix_assets.defs.metadata import markdown_table
 from netflix_assets.resources import BucketResource
 
@@ -72,9 +73,9 @@ def build_raw_asset(table: str, landing_dir: Path | None) -> AssetsDefinition:
     key = raw_key(table)
     checks = [
         AssetCheckSpec(CSV_CHECK, asset=AssetKey(["raw", table]), blocking=True,
-                       description=f"raw/{table}.csv is non-empty UTF-8 CSV text"),
+                       description=f"raw/{table}.csv(.gz) is non-empty UTF-8 CSV text"),
         AssetCheckSpec(HEADER_CHECK, asset=AssetKey(["raw", table]), blocking=True,
-                       description=f"raw/{table}.csv has exactly the contract's columns, in order"),
+                       description=f"raw/{table}.csv(.gz) has exactly the contract's columns, in order"),
     ]  # fmt: skip
 
     @asset(
@@ -83,18 +84,20 @@ def build_raw_asset(table: str, landing_dir: Path | None) -> AssetsDefinition:
         kinds={"csv"},
         owners=["team:data-platform"],
         check_specs=checks,
-        description=f"`{key}` as landed in the bucket: the Kaggle-shaped {table} export.",
+        description=f"`{key}` (or `{key}.gz`) as landed in the bucket: the Kaggle-shaped {table} export.",
         metadata={"bucket_key": key, "contract_columns": list(RAW_COLUMNS[table])},
     )
     def _raw(context: AssetExecutionContext, bucket: BucketResource) -> MaterializeResult:
         store = bucket.get()
-        landed = landing_dir / f"{table}.csv" if landing_dir else None
-        if landed and landed.exists():
-            context.log.info(f"landing {landed} into {store.uri(key)}")
-            store.upload(landed, key)
-        if not store.exists(key):
+        _land(context, store, table, landing_dir)
+        try:
+            key = raw_key_in(store, table)
+        except RawFileError as exc:
+            raise Failure(str(exc)) from exc
+        if key is None:
+            wanted = " or ".join(store.uri(k) for k in raw_keys(table))
             raise Failure(
-                f"{store.uri(key)} does not exist. Generate data with `netflix-lambda generate`, drop the "
+                f"{wanted} does not exist. Generate data with `netflix-lambda generate`, drop the "
                 f"Kaggle CSV there, or set NETFLIX_RAW_LANDING_DIR to a folder holding {table}.csv."
             )
         profile = profile_raw_file(store, key)
@@ -113,3 +116,27 @@ def build_raw_asset(table: str, landing_dir: Path | None) -> AssetsDefinition:
         )
 
     return _raw
+
+
+def _land(context: AssetExecutionContext, store: Bucket, table: str, landing_dir: Path | None) -> None:
+    """Copy ``<table>.csv`` or ``<table>.csv.gz`` from the landing folder, replacing the other form."""
+    if landing_dir is None:
+        return
+    landed = [
+        landing_dir / f"{table}{suffix}"
+        for suffix in RAW_SUFFIXES
+        if (landing_dir / f"{table}{suffix}").exists()
+    ]
+    if len(landed) > 1:
+        raise Failure(
+            f"{' and '.join(map(str, landed))} both exist: keep one export per table in the landing folder"
+        )
+    if not landed:
+        return
+    key = f"raw/{landed[0].name}"
+    context.log.info(f"landing {landed[0]} into {store.uri(key)}")
+    store.upload(landed[0], key)
+    for other in raw_keys(table):
+        if other != key and store.exists(other):
+            context.log.info(f"removing {store.uri(other)}: replaced by the landed {landed[0].name}")
+            store.delete(other)

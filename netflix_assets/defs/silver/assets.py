@@ -76,7 +76,8 @@ SPECS = [
         kinds={"spark", "parquet"},
         owners=["team:data-platform"],
         description=(
-            f"`raw/{table}.csv` cleaned by the rules of docs/data-quality.md into `silver/{table}/` "
+            f"`raw/{table}.csv` (or `.csv.gz`) cleaned by the rules of docs/data-quality.md into "
+            f"`silver/{table}/` "
             f"(typed Parquet{', partitioned by watch_month' if table == 'watch_history' else ''}); "
             f"rejected rows go to `quarantine/{table}/` with a reason."
         ),
@@ -109,6 +110,13 @@ def _materialization(result: TableResult) -> MaterializeResult:
             "rows_quarantined": result.quarantine_rows,
             "quarantine_share": round(result.quarantine_share, 6),
             "quarantined_by_reason": MetadataValue.json(result.reasons),
+            "quarantine_examples": MetadataValue.json(
+                {
+                    reason: [{"line": line, "value": text} for line, text in found]
+                    for reason, found in result.examples.items()
+                }
+            ),
+            "multiline_records": len(result.multiline_records),
             "silver_path": MetadataValue.path(result.silver_uri),
             "quarantine_path": MetadataValue.path(result.quarantine_uri),
             "source": MetadataValue.path(result.raw_uri),

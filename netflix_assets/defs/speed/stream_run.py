@@ -124,6 +124,7 @@ def batch_metadata(metrics: BatchMetrics) -> dict[str, Any]:
         "dead_letters_by_reason": MetadataValue.json(metrics.dead_by_reason),
         "late": metrics.late,
         "judged_in_python": metrics.non_canonical,  # not in the producer's canonical encoding: slow path
+        "legacy_v0": metrics.legacy_v0,  # events of the original pipeline's producer, read as version 0
         "input_offsets": MetadataValue.json(metrics.input_offsets),
         "watermark": metrics.watermark or "",
         "max_event_time": metrics.max_event_time or "",
