@@ -69,9 +69,11 @@ class Service:
 
     ``oneshot`` marks a task (e.g. generating data): it is ready when it exits 0, and a non-zero exit stops
     the launch. Any other service exiting is an outage: the launcher says so and stops the stack, unless
-    ``restart`` is set (a helper the stack can run without for a moment, e.g. a monitor): then it is
-    started again, with a warning, up to :data:`MAX_QUICK_DEATHS` times in a row if it dies within
-    :data:`QUICK_DEATH_S` of its start.
+    ``restart`` is set (a helper the stack can run without for a moment): then it is started again, with a
+    warning, up to :data:`MAX_QUICK_DEATHS` times in a row if it dies within :data:`QUICK_DEATH_S` of its
+    start. A service with a policy of its own (the SLO monitor backs off and never gives up) sets
+    ``restart_after`` instead: given the exit code, the seconds to wait before starting it again, or None
+    when a restart cannot help (the launch stops); the policy says what happened itself.
     """
 
     name: str
@@ -84,6 +86,7 @@ class Service:
     ready_warning_s: float = 120.0  # say something if it is not ready by then
     log_name: str = ""  # file under the log folder (default: the name, slugged)
     restart: bool = False
+    restart_after: Callable[[int], float | None] | None = None
     hint: str = ""  # what to do when it dies (appended to the error)
 
     @property
@@ -124,6 +127,7 @@ class _Running:
     started: float
     warned: bool = False
     quick_deaths: int = 0
+    restart_at: float | None = None  # exited; started again at this monotonic time
 
 
 @dataclass
@@ -217,6 +221,10 @@ class Supervisor:
                 self.running.remove(entry)
                 self.failed = f"{service.name} failed (exit {code}); see {self.log_path(service)}"
             return
+        if entry.restart_at is not None:
+            if time.monotonic() >= entry.restart_at:
+                entry.proc, entry.started, entry.restart_at = self._spawn(service), time.monotonic(), None
+            return
         if code is not None:
             self._exited(entry, code)
             return
@@ -234,20 +242,31 @@ class Supervisor:
                 )
 
     def _exited(self, entry: _Running, code: int) -> None:
-        """A service died: restart it if it may be, else fail the launch."""
-        service, quick = entry.service, time.monotonic() - entry.started < QUICK_DEATH_S
-        entry.quick_deaths = entry.quick_deaths + 1 if quick else 0
-        if not service.restart or entry.quick_deaths >= MAX_QUICK_DEATHS:
+        """A service died: restart it (now, or when its policy says) if it may be, else fail the launch."""
+        service = entry.service
+        delay = service.restart_after(code) if service.restart_after else self._restart_now(entry, code)
+        if delay is None:
             self.running.remove(entry)
             hint = f". {service.hint}" if service.hint else ""
             self.failed = (
                 f"{service.name} exited unexpectedly (code {code}); see {self.log_path(service)}{hint}"
             )
             return
+        entry.restart_at = time.monotonic() + delay
+
+    def _restart_now(self, entry: _Running, code: int) -> float | None:
+        """``restart=True``: at once, unless it crash-loops; None without ``restart``."""
+        quick = time.monotonic() - entry.started < QUICK_DEATH_S
+        entry.quick_deaths = entry.quick_deaths + 1 if quick else 0
+        if not entry.service.restart or entry.quick_deaths >= MAX_QUICK_DEATHS:
+            return None
         log.warning(
-            "%s exited (code %d); starting it again (see %s)", service.name, code, self.log_path(service)
+            "%s exited (code %d); starting it again (see %s)",
+            entry.service.name,
+            code,
+            self.log_path(entry.service),
         )
-        entry.proc, entry.started = self._spawn(service), time.monotonic()
+        return 0.0
 
     # -- stopping -----------------------------------------------------------------------------------
     def descendants(self) -> list[psutil.Process]:

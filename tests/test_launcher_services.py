@@ -104,6 +104,37 @@ def test_a_restartable_service_is_started_again_until_it_crash_loops(
     assert supervisor.failed is not None and "monitor exited unexpectedly (code 2)" in supervisor.failed
 
 
+def test_a_service_with_its_own_restart_policy_waits_as_told_and_stops_the_launch_when_told(
+    tmp_path: Path,
+) -> None:
+    """The policy gets each exit code: 1 -> start again after 0.5 s, anything else -> give up."""
+    counter = tmp_path / "starts"
+    code = (
+        "import pathlib, time\n"
+        "print('start', time.monotonic(), flush=True)\n"
+        f"p = pathlib.Path({str(counter)!r}); n = len(p.read_text()) if p.exists() else 0\n"
+        "p.write_text('x' * (n + 1)); raise SystemExit(1 if n < 2 else 4)"
+    )
+    exits: list[tuple[int, float]] = []
+
+    def policy(exit_code: int) -> float | None:
+        exits.append((exit_code, time.monotonic()))
+        return 0.5 if exit_code == 1 else None
+
+    supervisor = Supervisor([Service("monitor", [PY, "-c", code], says="", restart_after=policy)],
+                            env={}, cwd=tmp_path, log_dir=tmp_path)  # fmt: skip
+    _run(supervisor, lambda: supervisor.failed)
+    assert counter.read_text() == "xxx" and [c for c, _ in exits] == [1, 1, 4]
+    restarted = [started - exits[i][1] for i, started in enumerate(_starts(tmp_path / "monitor.log")[1:])]
+    assert all(wait >= 0.5 for wait in restarted), restarted
+    assert supervisor.failed is not None and "monitor exited unexpectedly (code 4)" in supervisor.failed
+
+
+def _starts(log: Path) -> list[float]:
+    """Monotonic start times the services printed (``start <t>``)."""
+    return [float(line.split()[-1]) for line in log.read_text().splitlines() if line.startswith("start")]
+
+
 def test_a_stack_with_an_unknown_prerequisite_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown prerequisites"):
         Supervisor([Action("a", lambda: "", after=("nope",))], env={}, cwd=tmp_path, log_dir=tmp_path)
