@@ -95,7 +95,12 @@ def one_start(
     result: dict[str, Any] = {"load_at_start": round(os.getloadavg()[0], 2)}
     stack.start()
     try:
-        result["ui"] = stack.wait("UI", stack.location, timeout_s, every_s=0.25)
+        try:
+            result["ui"] = stack.wait("UI", stack.location, timeout_s, every_s=0.25)
+        except AssertionError:  # not up within the bound: recorded as such, the other runs still count
+            result["timed_out"] = f"UI not serving after {timeout_s:.0f} s"
+            result["stop"] = stack.stop(signal.SIGINT, 300)
+            return result
         deadline = time.monotonic() + timeout_s
         while not {"realtime", "marts", "batch_run"} <= set(result) and time.monotonic() < deadline:
             stack.alive()
@@ -147,6 +152,9 @@ def _row(label: str, results: list[dict[str, Any]]) -> str:
     after_ui = [r["realtime"] - r["ui"] for r in results if "realtime" in r and "ui" in r]
     cells.append(round(statistics.median(after_ui), 1) if after_ui else None)
     loads = [r["load_at_start"] for r in results]
+    timed_out = sum("timed_out" in r for r in results)
+    if timed_out:
+        label += f" ({timed_out} of {len(results)} timed out: {results[0].get('timed_out', 'see JSON')})"
     return (
         f"| {label} | {len(results)} | "
         + " | ".join(_cell(c) for c in cells)
@@ -200,7 +208,13 @@ def main() -> None:
                 for start in ("first start", "second start"):
                     out = data_dir.parent / f"{start.replace(' ', '-')}.txt"
                     print(f"{label}, {start} #{index + 1} (load {os.getloadavg()[0]:.1f})", flush=True)
-                    measured = one_start(data_dir, out, args.scale, checkout, args.timeout)
+                    try:
+                        measured = one_start(data_dir, out, args.scale, checkout, args.timeout)
+                    except AssertionError as exc:  # the launcher died or would not stop: say so, go on
+                        measured = {
+                            "load_at_start": round(os.getloadavg()[0], 2),
+                            "timed_out": str(exc)[:200],
+                        }
                     measured["prepared_s"] = prepared
                     print(json.dumps(measured), flush=True)
                     results.setdefault(f"{label}, {start}", []).append(measured)
