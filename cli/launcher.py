@@ -1,8 +1,10 @@
 """``netflix-lambda up``: the Dagster UI first, then the stream and the batch layer as Dagster runs.
 
 What starts, in what order, and what each says once ready is the list in :func:`stack`; the supervisor
-(``cli/services.py``) runs it. At once: the Dagster code server, the embedded broker and (on a first
-start) the data generator. When the code server is up: the webserver and the daemon. When the UI serves:
+(``cli/services.py``) runs it. Before anything: the SLO file is checked. At once: the Dagster code server,
+the embedded broker and (on a first start) the data generator. When the broker is up: the SLO monitor
+(restarted with backoff whenever it dies; its alerts echoed on the terminal). When the code server is up:
+the webserver and the daemon. When the UI serves:
 the streaming run is launched through the webserver's GraphQL API (not left to the sensor's next tick;
 the sensor stays as the keeper that relaunches it), then the producer, and the batch layer as a normal
 run of ``batch_layer`` that the UI shows while it runs.
@@ -37,6 +39,7 @@ from typing import IO
 
 from cli import terminal
 from cli.dagster_api import IN_PROGRESS, DagsterApi, DagsterApiError, Location, Run
+from cli.monitor import SupervisedMonitor
 from cli.run_reports import BatchReport, RunFollower, RunReport, StreamReport
 from cli.services import Action, LogEcho, Service, Supervisor, Unit
 from core.bucket import Bucket
@@ -112,6 +115,7 @@ class Launch:
         self.api = DagsterApi(self.ui_url)
         self.stream = RunFollower(self.api, SPEED_JOB, self._stream_report, since=self.started_epoch)
         self.batch = RunFollower(self.api, BATCH_JOB, self._batch_report, since=self.started_epoch)
+        self.monitor = SupervisedMonitor(self.settings, self.bin("netflix-lambda"), self.args.rate > 0)
         self.supervisor: Supervisor | None = None
 
     # -- where things are ---------------------------------------------------------------------------
@@ -287,6 +291,9 @@ def stack(launch: Launch) -> list[Unit]:
     else:
         kafka_note = f"using the Kafka cluster at {settings.kafka_bootstrap_servers}; no embedded broker"
         units.append(Action("broker", lambda: kafka_note))
+    # On-call (issue 12, docs/slos.md): the SLO monitor once there is a broker to sample (it would page
+    # "broker unreachable" otherwise), restarted with backoff whenever it dies, its alerts echoed here.
+    units.append(launch.monitor.service(after=("broker",)))
     units += [
         Service(
             "code server",
@@ -383,13 +390,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     with _single_launcher(data_dir), tempfile.TemporaryDirectory(prefix="netflix-up-") as socket_dir:
         launch = Launch(args, settings, log_dir, Path(socket_dir))
+        launch.monitor.check()  # a malformed SLO file stops the launch before anything starts, naming the key
         launch.prepare_instance()
         units = stack(launch)
         files = [f"{u.log_file_name} ({u.name})" for u in units if isinstance(u, Service)]
         log.info("netflix-lambda up: full logs in %s: up.log (this terminal, in detail), %s", log_dir,
                  ", ".join(files))  # fmt: skip
         supervisor = Supervisor(units, launch.env(), PROJECT_ROOT, log_dir)
-        supervisor.pollers += [launch.stream.poll, launch.batch.poll]
+        supervisor.pollers += [launch.stream.poll, launch.batch.poll, launch.monitor.echo_alerts]
         stop = stop_on_signals(log, "stopping everything")
         if settings.log_level == "DEBUG":
             LogEcho(log_dir, stop).start()

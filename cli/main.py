@@ -10,8 +10,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import Any
 
-from core.settings import get_settings
+from pydantic import ValidationError
+
+from core.settings import InvalidSettings, get_settings
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("cli.generate", "write the six Kaggle-shaped CSVs into the bucket's raw/"),
@@ -20,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "produce": ("cli.produce", "publish watch events to the event topic (synthetic or replay, with faults)"),
     "stream": ("cli.stream", "run the speed layer's streaming query (Kafka → speed/ → realtime tables)"),
     "dbt": ("cli.dbt", "run dbt by hand with this deployment's --vars, target and folders"),
+    "monitor": ("cli.monitor", "run the SLO monitor: sample the SLIs, page, resolve (docs/slos.md)"),
 }
 
 
@@ -32,7 +36,21 @@ def main(argv: list[str] | None = None) -> int:
         if name in (sys.argv[1:2] if argv is None else argv[:1]):
             importlib.import_module(module_name).add_arguments(sub_parser)
     args = parser.parse_args(argv)
-    return int(importlib.import_module(args._module).run(args, get_settings()) or 0)
+    try:
+        settings = get_settings()
+    except InvalidSettings as exc:  # one message naming every variable to fix, not a traceback
+        print(f"netflix-lambda: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a wrong or missing NETFLIX_* setting: say which, no traceback
+        problems = "; ".join(_problem(error) for error in exc.errors())
+        print(f"netflix-lambda: the settings are invalid: {problems}", file=sys.stderr)
+        return 2
+    return int(importlib.import_module(args._module).run(args, settings) or 0)
+
+
+def _problem(error: Any) -> str:
+    field = f"NETFLIX_{str(error['loc'][0]).upper()}: " if error["loc"] else ""
+    return field + str(error["msg"]).removeprefix("Value error, ")
 
 
 if __name__ == "__main__":

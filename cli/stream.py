@@ -15,7 +15,7 @@ from core.kafka.cluster import KafkaCluster
 from core.processes import stop_on_signals
 from core.settings import Settings
 from core.spark import start_spark
-from core.warehouse import WarehouseLayout
+from core.warehouse import Warehouse
 from streaming.job import StreamFailedError, StreamOptions, run_stream
 
 log = logging.getLogger("streaming")
@@ -57,8 +57,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     )
     spark = start_spark(settings, "netflix-speed-layer")
     try:
-        bucket, layout = Bucket.from_settings(settings), WarehouseLayout.from_settings(settings)
-        run_stream(spark, bucket, layout, kafka, options, stop_event=stop)
+        bucket, warehouse = Bucket.from_settings(settings), Warehouse.from_settings(settings)
+        run_stream(spark, bucket, warehouse, kafka, options, stop_event=stop)
     except StreamFailedError as exc:
         log.error("%s", exc)
         return 2

@@ -16,6 +16,9 @@ from core.warehouse import Warehouse
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 UNSET_PROJECT = "unset-project"  # parses and compiles; any real BigQuery call fails and names it
+# An emulator takes any bearer token; a static one (dbt's oauth-secrets method) keeps dbt from looking for
+# Application Default Credentials, which do not exist offline. Not a secret.
+EMULATOR_TOKEN = "emulator-anonymous"
 
 
 def dbt_vars(bucket: Bucket, warehouse: Warehouse) -> dict[str, str]:
@@ -28,8 +31,10 @@ def dbt_vars(bucket: Bucket, warehouse: Warehouse) -> dict[str, str]:
         "bigquery_dataset": bigquery.dataset,
         "silver_dataset": bigquery.silver_dataset,
         "bigquery_location": bigquery.location,
-        "bigquery_method": bigquery.method,
+        "bigquery_method": "oauth-secrets" if bigquery.api_endpoint else bigquery.method,
         "bigquery_keyfile": bigquery.keyfile or "",
+        "bigquery_api_endpoint": bigquery.api_endpoint or "",
+        "bigquery_token": EMULATOR_TOKEN if bigquery.api_endpoint else "",
     }
 
 

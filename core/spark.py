@@ -12,19 +12,67 @@ from pyspark.sql import SparkSession
 
 from core.settings import Settings
 
+GCS_FILESYSTEM = "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem"
+GCS_ABSTRACT_FILESYSTEM = "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFS"
+
+
+class SparkCannotReadBucket(RuntimeError):
+    """Spark has no Hadoop filesystem for the bucket's scheme (``gs://`` without the GCS connector)."""
+
 
 def spark_config(settings: Settings) -> dict[str, Any]:
-    """Spark configuration shared by the batch job and the stream.
+    """Spark configuration shared by the batch job and the stream (cluster specifics included).
 
-    The driver binds and advertises ``settings.spark_driver_address``: 127.0.0.1 with a local master, so
-    nothing Spark opens (driver RPC, block manager) listens beyond this machine; without it Spark binds
-    the machine's network address. A cluster's executors must reach the driver, so there Spark's own
-    choice stands unless ``NETFLIX_SPARK_DRIVER_HOST`` names one.
+    The driver binds and advertises ``settings.spark_driver_address``: 127.0.0.1 in local mode (or with a
+    standalone master on loopback), so nothing Spark opens (driver RPC, block manager) listens beyond this
+    machine; without it Spark binds the machine's network address. A cluster's executors must reach the
+    driver, so there Spark's own choice stands unless ``NETFLIX_SPARK_DRIVER_HOST`` names one.
     """
+    return {**_base_config(settings), **_cluster_config(settings)}
+
+
+def _cluster_config(settings: Settings) -> dict[str, str]:
+    """Where the driver listens, what executors get, extra jars and the GCS filesystem, when they apply."""
+    conf: dict[str, str] = {}
     host = settings.spark_driver_address
-    network = {"spark.driver.host": host, "spark.driver.bindAddress": host} if host else {}
+    if host:
+        conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = host
+    if settings.spark_executor_memory:
+        conf["spark.executor.memory"] = settings.spark_executor_memory
+    if settings.spark_cores_max:
+        conf["spark.cores.max"] = str(settings.spark_cores_max)
+    if settings.spark_jar_list:
+        conf["spark.jars"] = ",".join(settings.spark_jar_list)
+    if settings.is_gcs:  # the connector's classes, as Dataproc configures them (harmless where they are set)
+        conf["spark.hadoop.fs.gs.impl"] = GCS_FILESYSTEM
+        conf["spark.hadoop.fs.AbstractFileSystem.gs.impl"] = GCS_ABSTRACT_FILESYSTEM
+    return conf
+
+
+def require_bucket_filesystem(spark: SparkSession, bucket_uri: str) -> None:
+    """Fail at start-up, clearly, when Spark cannot open the bucket (``gs://`` without the connector).
+
+    Asks Hadoop for the scheme's filesystem class, which is exactly what the first read would do, minutes
+    later and with a stack trace instead of a sentence.
+    """
+    scheme = bucket_uri.split("://", 1)[0] if "://" in bucket_uri else "file"
+    context = spark.sparkContext
+    hadoop = context._jvm.org.apache.hadoop
+    try:
+        hadoop.fs.FileSystem.getFileSystemClass(scheme, context._jsc.hadoopConfiguration())
+    except Exception as exc:  # py4j's Py4JJavaError: UnsupportedFileSystemException / ClassNotFoundException
+        java = getattr(exc, "java_exception", None)  # the Java exception's own sentence, not py4j's
+        cause = (str(java.toString()) if java is not None else str(exc)).strip().splitlines()[0][:300]
+        raise SparkCannotReadBucket(
+            f"Spark cannot read the bucket {bucket_uri}: no Hadoop filesystem for '{scheme}://' ({cause}). "
+            "Spark needs Google's GCS connector for gs:// buckets: set NETFLIX_SPARK_JARS to the "
+            "gcs-connector-hadoop3 shaded jar (or run on Dataproc, whose Spark has it and then set "
+            "NETFLIX_SPARK_GCS_CONNECTOR_PROVIDED=true); see docs/deployment.md"
+        ) from exc
+
+
+def _base_config(settings: Settings) -> dict[str, Any]:
     return {
-        **network,
         "spark.master": settings.spark_master,
         "spark.app.name": "netflix-lambda",
         "spark.driver.memory": settings.spark_driver_memory,
@@ -53,6 +101,11 @@ def start_spark(settings: Settings, app_name: str = "netflix-lambda") -> SparkSe
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     use_python(spark, settings.pyspark_python)
+    try:
+        require_bucket_filesystem(spark, settings.resolved_bucket_url)
+    except SparkCannotReadBucket:
+        spark.stop()
+        raise
     return spark
 
 

@@ -11,6 +11,8 @@ file here is shared by two writers and no reader ever opens a file that is being
 * ``realtime.duckdb`` belongs to the streaming sink alone (upserts keyed by window and segment, plus a
   ledger of committed micro-batch ids). After each micro-batch the sink publishes each realtime table as
   a Parquet snapshot under ``realtime/`` by write-then-rename, so readers never see a half-written file.
+* ``oncall.duckdb`` belongs to the SLO monitor alone (``slo_samples``, one row per SLI sample); it publishes
+  ``oncall/slo_status.parquet`` and ``oncall/slo_samples/<hour>.parquet`` the same way.
 * Readers (dashboards, analysts, tests) call :func:`connect_serving`: an in-memory DuckDB that attaches
   ``batch.duckdb`` read-only as ``batch`` and exposes the realtime snapshots as views in schema
   ``realtime``. Nothing a reader does can block or break a writer.
@@ -56,6 +58,14 @@ class WarehouseLayout:
     def realtime_snapshot(self, table: str) -> Path:
         return self.realtime_snapshots / f"{table}.parquet"
 
+    @property
+    def oncall_db(self) -> Path:
+        return self.root / "oncall.duckdb"
+
+    @property
+    def oncall_snapshots(self) -> Path:
+        return self.root / "oncall"
+
     # -- batch publication --------------------------------------------------------------------------
     def prepare_batch_build(self) -> Path:
         """Seed the build file from the last published warehouse so incremental state carries over."""
@@ -84,6 +94,23 @@ class WarehouseLayout:
         return target
 
 
+class WarehouseFileBusy(RuntimeError):
+    """Another process holds a DuckDB file that has one writer by design."""
+
+
+def open_single_writer(path: Path, owner: str, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """The read-write connection of ``path``'s one writer; if another process holds it, say who should.
+
+    ``owner`` completes "only one … may …", e.g. "streaming query may own the realtime warehouse".
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {"threads": threads} if threads else {}
+    try:
+        return duckdb.connect(str(path), config=config)
+    except duckdb.IOException as exc:
+        raise WarehouseFileBusy(f"{path} is held by another process: only one {owner}: {exc}") from exc
+
+
 @dataclass(frozen=True)
 class BigQueryTarget:
     """The BigQuery datasets of the production warehouse (credentials come from ADC or the keyfile)."""
@@ -94,6 +121,21 @@ class BigQueryTarget:
     location: str = "US"
     method: str = "oauth"
     keyfile: str | None = None
+    realtime_dataset: str = "realtime"
+    api_endpoint: str | None = None  # an emulator (tests, benchmarks); anonymous credentials
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BigQueryTarget:
+        return cls(
+            project=settings.bigquery_project,
+            dataset=settings.bigquery_dataset,
+            silver_dataset=settings.bigquery_silver_dataset,
+            location=settings.bigquery_location,
+            method=settings.bigquery_method,
+            keyfile=settings.bigquery_keyfile,
+            realtime_dataset=settings.bigquery_realtime_dataset,
+            api_endpoint=settings.bigquery_api_endpoint,
+        )
 
 
 @dataclass(frozen=True)
@@ -106,19 +148,17 @@ class Warehouse:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Warehouse:
-        bigquery = BigQueryTarget(
-            project=settings.bigquery_project,
-            dataset=settings.bigquery_dataset,
-            silver_dataset=settings.bigquery_silver_dataset,
-            location=settings.bigquery_location,
-            method=settings.bigquery_method,
-            keyfile=settings.bigquery_keyfile,
-        )
+        bigquery = BigQueryTarget.from_settings(settings)
         return cls(WarehouseKind(settings.warehouse), WarehouseLayout.from_settings(settings), bigquery)
+
+    @property
+    def on_bigquery(self) -> bool:
+        return self.kind is WarehouseKind.BIGQUERY
 
 
 def connect_serving(settings: Settings | WarehouseLayout) -> duckdb.DuckDBPyConnection:
-    """A read-only view of both layers: ``batch.<model>`` and ``realtime.<table>``."""
+    """A read-only view of both layers, ``batch.<model>`` and ``realtime.<table>``, and of the SLO monitor's
+    ``oncall.slo_status`` and ``oncall.slo_samples``."""
     layout = settings if isinstance(settings, WarehouseLayout) else WarehouseLayout.from_settings(settings)
     con = duckdb.connect(":memory:")
     if layout.batch_published.exists():
@@ -129,4 +169,16 @@ def connect_serving(settings: Settings | WarehouseLayout) -> duckdb.DuckDBPyConn
             con.execute(
                 f"CREATE OR REPLACE VIEW realtime.{snapshot.stem} AS SELECT * FROM read_parquet('{snapshot}')"
             )
+    _attach_oncall(con, layout)
     return con
+
+
+def _attach_oncall(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout) -> None:
+    """Views over what the SLO monitor published (nothing when it never ran)."""
+    con.execute("CREATE SCHEMA IF NOT EXISTS oncall")
+    status = layout.oncall_snapshots / "slo_status.parquet"
+    if status.exists():
+        con.execute(f"CREATE OR REPLACE VIEW oncall.slo_status AS SELECT * FROM read_parquet('{status}')")
+    if any((layout.oncall_snapshots / "slo_samples").glob("*.parquet")):
+        pattern = layout.oncall_snapshots / "slo_samples" / "*.parquet"
+        con.execute(f"CREATE OR REPLACE VIEW oncall.slo_samples AS SELECT * FROM read_parquet('{pattern}')")

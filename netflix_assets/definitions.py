@@ -11,6 +11,7 @@ from dagster import Definitions, in_process_executor
 
 from core.settings import Settings, get_settings
 from netflix_assets.defs.dbt import definitions as dbt
+from netflix_assets.defs.oncall import definitions as oncall
 from netflix_assets.defs.raw import definitions as raw
 from netflix_assets.defs.silver import definitions as silver
 from netflix_assets.defs.speed import definitions as speed
@@ -23,6 +24,7 @@ def build_definitions(settings: Settings) -> Definitions:
         silver.definitions(settings),
         dbt.definitions(settings),
         speed.definitions(settings),
+        oncall.definitions(settings),
         Definitions(resources=build_resources(settings), executor=in_process_executor),
     )
 

@@ -10,17 +10,21 @@ rebuilds those from settings.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from dagster_dbt import DbtCliResource
+from dagster_gcp import BigQueryResource
 from dagster_pyspark import PySparkResource
+from google.cloud import bigquery
 from packaging import version
 from pydantic import PrivateAttr
 
+from core.bigquery import bigquery_client
 from core.bucket import Bucket
 from core.kafka.admin import cluster_id
 from core.kafka.cluster import KafkaCluster, embedded_state_dir, read_state
@@ -52,9 +56,27 @@ class WarehouseResource(ConfigurableResource):
     bigquery_project: str | None = None
     bigquery_dataset: str = "netflix"
     bigquery_silver_dataset: str = "silver"
+    bigquery_realtime_dataset: str = "realtime"
     bigquery_location: str = "US"
     bigquery_method: str = "oauth"
     bigquery_keyfile: str | None = None
+    bigquery_api_endpoint: str | None = None
+
+    @classmethod
+    def from_warehouse(cls, warehouse: Warehouse) -> WarehouseResource:
+        target = warehouse.bigquery
+        return cls(
+            kind=warehouse.kind.value,
+            duckdb_dir=str(warehouse.layout.root),
+            bigquery_project=target.project,
+            bigquery_dataset=target.dataset,
+            bigquery_silver_dataset=target.silver_dataset,
+            bigquery_realtime_dataset=target.realtime_dataset,
+            bigquery_location=target.location,
+            bigquery_method=target.method,
+            bigquery_keyfile=target.keyfile,
+            bigquery_api_endpoint=target.api_endpoint,
+        )
 
     def get(self) -> Warehouse:
         bigquery = BigQueryTarget(
@@ -64,11 +86,57 @@ class WarehouseResource(ConfigurableResource):
             location=self.bigquery_location,
             method=self.bigquery_method,
             keyfile=self.bigquery_keyfile,
+            realtime_dataset=self.bigquery_realtime_dataset,
+            api_endpoint=self.bigquery_api_endpoint,
         )
         return Warehouse(WarehouseKind(self.kind), self.layout(), bigquery)
 
     def layout(self) -> WarehouseLayout:
         return WarehouseLayout(Path(self.duckdb_dir).expanduser().resolve())
+
+
+class BigQueryClientResource(BigQueryResource):
+    """dagster-gcp's ``BigQueryResource`` (the ``bigquery`` resource), able to reach an emulator too.
+
+    ``get_client()`` builds the client through :func:`core.bigquery.bigquery_client`, the one factory the
+    stream and the tests use as well: Application Default Credentials by default (as the parent does), a
+    service-account keyfile, or an emulator endpoint with anonymous credentials, which the parent cannot
+    express (it has no endpoint option). ``gcp_credentials`` (base64 key JSON) still takes the parent's
+    path. On the DuckDB warehouse it is configured but never asked for a client.
+    """
+
+    api_endpoint: str | None = None
+    method: str = "oauth"
+    keyfile: str | None = None
+
+    @classmethod
+    def from_target(cls, target: BigQueryTarget) -> BigQueryClientResource:
+        return cls(
+            project=target.project,
+            location=target.location,
+            api_endpoint=target.api_endpoint,
+            method=target.method,
+            keyfile=target.keyfile,
+        )
+
+    @contextmanager
+    def get_client(self) -> Iterator[bigquery.Client]:
+        if self.gcp_credentials:
+            with super().get_client() as client:
+                yield client
+            return
+        target = BigQueryTarget(
+            project=self.project,
+            location=self.location or "US",
+            method=self.method,
+            keyfile=self.keyfile,
+            api_endpoint=self.api_endpoint,
+        )
+        client = bigquery_client(target)
+        try:
+            yield client
+        finally:
+            client.close()
 
 
 class DataQualityResource(ConfigurableResource):
@@ -197,16 +265,8 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             gcs_project=settings.gcs_project,
             gcs_endpoint=settings.gcs_endpoint,
         ),
-        "warehouse": WarehouseResource(
-            kind=warehouse.kind.value,
-            duckdb_dir=str(warehouse.layout.root),
-            bigquery_project=warehouse.bigquery.project,
-            bigquery_dataset=warehouse.bigquery.dataset,
-            bigquery_silver_dataset=warehouse.bigquery.silver_dataset,
-            bigquery_location=warehouse.bigquery.location,
-            bigquery_method=warehouse.bigquery.method,
-            bigquery_keyfile=warehouse.bigquery.keyfile,
-        ),
+        "warehouse": WarehouseResource.from_warehouse(warehouse),
+        "bigquery": BigQueryClientResource.from_target(warehouse.bigquery),
         "data_quality": DataQualityResource(
             quarantine_warn_share=settings.quarantine_warn_share,
             quarantine_error_share=settings.quarantine_error_share,

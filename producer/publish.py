@@ -411,7 +411,7 @@ def send(
     conf = client_conf or kafka.client_config()
     topic = topic or kafka.topic
     if create_topics:
-        ensure_topics(conf, {**kafka.topics(), topic: kafka.partitions})
+        ensure_topics(conf, {**kafka.topics(), topic: kafka.partitions}, kafka.replication_factor)
     if linger_ms is None:
         linger_ms = PACED_LINGER_MS if rate > 0 else FAST_LINGER_MS
     report = ProduceReport(topic=topic)

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from core.bucket import Bucket
 from core.contracts.silver import CONTRACTS, DIMENSIONS, TABLE_ORDER, TableContract
 from core.raw_files import RawFileError, is_compressed, raw_key_in
+from core.spark import require_bucket_filesystem
 from core.stopwatch import Stopwatch
 from silver.outputs import written_tables
 from silver.reader import SPLIT_BYTES, RawRecords, SilverInputError, parse_lines, read_records, split_conf
@@ -109,6 +110,7 @@ class SilverJob:
     def __init__(
         self, spark: SparkSession, bucket: Bucket, log: Any = None, split_bytes: int = SPLIT_BYTES
     ) -> None:
+        require_bucket_filesystem(spark, bucket.uri(""))  # gs:// without the GCS connector: say so now
         self.spark = spark
         self.bucket = bucket
         self.log = log or _log

@@ -6,7 +6,7 @@ One entry point, :func:`run_stream`, used by the Dagster job (``netflix_assets/d
 it can, so a stop rarely leaves a batch to replay; when it cannot (SIGKILL, a crash), the next start
 replays the unfinished batch and the sinks make that replay a no-op or a clean rewrite.
 
-The caller hands over ready objects (a Spark session, the bucket, the warehouse layout, the Kafka cluster)
+The caller hands over ready objects (a Spark session, the bucket, the warehouse, the Kafka cluster)
 and :class:`StreamOptions`; nothing here reads settings.
 """
 
@@ -27,7 +27,8 @@ from core.contracts.speed import QUERY_NAME, checkpoint_key
 from core.kafka.admin import ensure_topics
 from core.kafka.cluster import KafkaCluster
 from core.settings import Settings
-from core.warehouse import WarehouseLayout
+from core.spark import require_bucket_filesystem
+from core.warehouse import Warehouse, WarehouseLayout
 from streaming.broker_reset import (
     BrokerReset,
     ResetRefused,
@@ -39,7 +40,7 @@ from streaming.broker_reset import (
 )
 from streaming.kafka_source import SOURCE_NAME, register, source_options
 from streaming.micro_batch import BatchMetrics, MicroBatchProcessor
-from streaming.realtime_store import RealtimeStore
+from streaming.realtime_sinks import open_realtime_sink
 from streaming.sinks import DeadLetterPublisher
 
 log = logging.getLogger("streaming")
@@ -126,7 +127,7 @@ class StreamSummary:
 def run_stream(
     spark: SparkSession,
     bucket: Bucket,
-    layout: WarehouseLayout,
+    warehouse: Warehouse | WarehouseLayout,
     kafka: KafkaCluster,
     options: StreamOptions,
     *,
@@ -144,7 +145,7 @@ def run_stream(
     the same columns (``streaming.kafka_source.SCHEMA``; the benchmark feeds pre-generated events through
     the identical query to measure the ceiling).
     """
-    runner = _StreamRunner(spark, bucket, layout, kafka, options, on_batch, on_reset, source)
+    runner = _StreamRunner(spark, bucket, warehouse, kafka, options, on_batch, on_reset, source)
     return runner.run(stop_event)
 
 
@@ -155,7 +156,7 @@ class _StreamRunner:
         self,
         spark: SparkSession,
         bucket: Bucket,
-        layout: WarehouseLayout,
+        warehouse: Warehouse | WarehouseLayout,
         kafka: KafkaCluster,
         options: StreamOptions,
         on_batch: Callable[[BatchMetrics], None] | None,
@@ -164,7 +165,8 @@ class _StreamRunner:
     ) -> None:
         self.spark, self.bucket, self.kafka, self.options = spark, bucket, kafka, options
         self.on_batch, self.on_reset, self.source = on_batch, on_reset, source
-        self.store = RealtimeStore(layout, options.retention_hours)
+        require_bucket_filesystem(spark, bucket.uri(""))  # checkpoints: gs:// needs the GCS connector
+        self.store = open_realtime_sink(warehouse, options.retention_hours)  # DuckDB or BigQuery
         self.checkpoint = checkpoint_key(options.query_name)
         self.summary = StreamSummary()
         register(spark)
@@ -201,7 +203,7 @@ class _StreamRunner:
         try:
             if self.options.publish_dead_letters:
                 conf = self.kafka.client_config()
-                ensure_topics(conf, {self.kafka.dead_letter_topic: 1})
+                ensure_topics(conf, {self.kafka.dead_letter_topic: 1}, self.kafka.replication_factor)
                 dlq = DeadLetterPublisher(conf, self.kafka.dead_letter_topic, self.kafka.topic)
             processor = MicroBatchProcessor(
                 self.spark, self.bucket, self.store, dlq, self.kafka.topic, self._record, batch_id_base,

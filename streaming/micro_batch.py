@@ -219,6 +219,9 @@ class MicroBatchProcessor:
         metrics.committed_at = time.time()
         metrics.duration_s = metrics.committed_at - started
         metrics.latency_p50_s, metrics.latency_p95_s = _latency(split.kept, metrics.committed_at)
+        latencies = (metrics.latency_p50_s, metrics.latency_p95_s)
+        self.store.record_outcome(batch_id, metrics.committed_at, *latencies, metrics.dead_by_reason)
+        lap("ledger_outcome")
         return metrics
 
     def _classify(self, rows: pa.Table, batch_id: int, metrics: BatchMetrics) -> _Split:

@@ -30,10 +30,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 
-from core.warehouse import WarehouseLayout
+from core.warehouse import WarehouseLayout, open_single_writer
 from streaming.churn import SEGMENT_KEYS, WINDOW_MINUTES
 
 log = logging.getLogger(__name__)
@@ -86,6 +85,14 @@ CREATE TABLE IF NOT EXISTS churn_risk_alerts (
     revenue_at_risk DOUBLE, alert_level VARCHAR, {_KEYS_DDL}, user_id VARCHAR, last_batch_id BIGINT,
     updated_at TIMESTAMP
 );
+"""
+# What is only known once a batch is published (its latency) and what the SLO monitor reads from the
+# ledger's snapshot: added after the fact by ``record_outcome``, and to files made before these existed.
+OUTCOME_COLUMNS_SQL = """
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS published_at DOUBLE;
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS latency_p50_s DOUBLE;
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS latency_p95_s DOUBLE;
+ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS dead_by_reason VARCHAR;
 """
 
 
@@ -141,15 +148,10 @@ class RealtimeStore:
     def __init__(self, layout: WarehouseLayout, retention_hours: float = 48.0) -> None:
         self.layout = layout
         self.retention_hours = retention_hours
-        layout.root.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(layout.realtime_db))
-        except duckdb.IOException as exc:
-            raise RuntimeError(
-                f"{layout.realtime_db} is held by another process: only one streaming query may own the "
-                f"realtime warehouse (is a stream already running?): {exc}"
-            ) from exc
+        owner = "streaming query may own the realtime warehouse (is a stream already running?)"
+        self.con = open_single_writer(layout.realtime_db, owner)
         self.con.execute(SCHEMA_SQL)
+        self.con.execute(OUTCOME_COLUMNS_SQL)
         write_owner(layout)
 
     def close(self) -> None:
@@ -344,6 +346,26 @@ class RealtimeStore:
             horizon = f"?::TIMESTAMP - INTERVAL {float(self.retention_hours) * 3600:.0f} SECOND"
             for table in ("engagement_health_realtime", "churn_risk_alerts"):
                 con.execute(f"DELETE FROM {table} WHERE window_end < {horizon}", [record.max_event_time])
+
+    def record_outcome(
+        self,
+        batch_id: int,
+        published_at: float,
+        latency_p50_s: float | None,
+        latency_p95_s: float | None,
+        dead_by_reason: dict[str, int],
+    ) -> None:
+        """Add what is known once the batch is published to its ledger row, and republish the ledger.
+
+        The SLO monitor reads latency and dead-letter reasons from ``realtime/stream_batches.parquet``
+        (it must not open this file); ``published_at`` is epoch seconds, free of time-zone conventions.
+        """
+        self.con.execute(
+            "UPDATE stream_batches SET published_at = ?, latency_p50_s = ?, latency_p95_s = ?, "
+            "dead_by_reason = ? WHERE batch_id = ?",
+            [published_at, latency_p50_s, latency_p95_s, json.dumps(dead_by_reason), batch_id],
+        )
+        self.layout.publish_realtime_snapshot(self.con, "stream_batches")
 
     # -- publication --------------------------------------------------------------------------------
     def publish(self) -> dict[str, str]:

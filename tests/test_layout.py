@@ -16,7 +16,7 @@ from core.settings import PROJECT_ROOT
 
 # Which of our packages each package may import (besides itself). The stack, from the bottom:
 # core; the engines; the Dagster code location and the command line, neither importing the other.
-ENGINES = ("datagen", "silver", "producer", "streaming", "embedded_broker")
+ENGINES = ("datagen", "silver", "producer", "streaming", "embedded_broker", "oncall")
 ALLOWED: dict[str, set[str]] = {
     "core": set(),
     **{engine: {"core"} for engine in ENGINES},

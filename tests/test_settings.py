@@ -9,7 +9,7 @@ import pytest
 
 from core.bucket import Bucket
 from core.kafka.cluster import BrokerNotRunning, KafkaCluster
-from core.settings import PROJECT_ROOT, Deployment, Settings, WarehouseKind
+from core.settings import PROJECT_ROOT, Deployment, InvalidSettings, Settings, WarehouseKind
 from core.spark import spark_config
 from netflix_assets.resources import build_resources
 
@@ -136,15 +136,105 @@ def test_only_the_settings_module_reads_the_environment() -> None:
     assert offenders == []
 
 
+PRODUCTION = {
+    "deployment": "production",
+    "bucket_url": "gs://prod/netflix",
+    "kafka_bootstrap_servers": "kafka:9092",
+    "warehouse": "bigquery",
+    "bigquery_project": "acme",
+    "spark_master": "yarn",
+}
+
+
 def test_production_refuses_embedded_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ValueError, match=r"NETFLIX_BUCKET_URL=gs://.*NETFLIX_KAFKA_BOOTSTRAP_SERVERS"):
+    with pytest.raises(InvalidSettings) as raised:
         from_env(monkeypatch, deployment="production")
+    message = str(raised.value)
+    assert "(4 problems; deployment=production)" in message
+    for fix in ("NETFLIX_BUCKET_URL=gs://", "NETFLIX_KAFKA_BOOTSTRAP_SERVERS", "NETFLIX_WAREHOUSE=bigquery",
+                "NETFLIX_SPARK_MASTER"):  # fmt: skip
+        assert fix in message
+    settings = from_env(monkeypatch, **PRODUCTION)
+    assert settings.deployment is Deployment.PRODUCTION and settings.problems() == []
+
+
+def test_every_problem_is_listed_in_one_message_without_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Incomplete and contradictory production settings: one error, one line per problem, no secret."""
+    env = {
+        **PRODUCTION,
+        "bucket_url": "gs://prod/netflix",
+        "spark_master": "spark://spark-master:7077",  # a standalone cluster: no connector unless given
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_sasl_mechanism": "SCRAM-SHA-512",
+        "kafka_sasl_password": "hunter2-secret",  # no user name
+        "bigquery_project": "",
+        "bigquery_method": "service-account",
+        "bigquery_api_endpoint": "http://127.0.0.1:9050",
+    }
+    with pytest.raises(InvalidSettings) as raised:
+        from_env(monkeypatch, **env)
+    lines = str(raised.value).splitlines()
+    assert lines[0].startswith("settings are incomplete or contradictory (5 problems")
+    problems = [line.removeprefix("  - ") for line in lines[1:]]
+    assert len(problems) == 5, problems
+    expected = (
+        "SCRAM-SHA-512 needs NETFLIX_KAFKA_SASL_USERNAME",
+        "NETFLIX_WAREHOUSE=bigquery needs NETFLIX_BIGQUERY_PROJECT",
+        "NETFLIX_BIGQUERY_METHOD=service-account needs NETFLIX_BIGQUERY_KEYFILE",
+        "the bucket is gs:// but Spark has no GCS connector",
+        "NETFLIX_BIGQUERY_API_ENDPOINT=http://127.0.0.1:9050 points at an emulator",
+    )
+    for text in expected:
+        assert sum(text in p for p in problems) == 1, (text, problems)
+    assert "hunter2" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("jars", "provided", "master", "ok"),
+    [
+        ("/opt/jars/gcs-connector-hadoop3-2.2.22-shaded.jar", False, "spark://m:7077", True),
+        ("/opt/jars/other.jar", False, "spark://m:7077", False),
+        (None, True, "spark://m:7077", True),
+        (None, False, "yarn", True),  # Dataproc's Spark ships the connector
+        (None, False, "local[8]", False),
+    ],
+)
+def test_gcs_bucket_needs_a_spark_connector_in_production(
+    monkeypatch: pytest.MonkeyPatch, jars: str | None, provided: bool, master: str, ok: bool
+) -> None:
+    env = {**PRODUCTION, "spark_master": master, "spark_gcs_connector_provided": str(provided)}
+    if jars:
+        env["spark_jars"] = jars
+    if ok:
+        assert from_env(monkeypatch, **env).problems() == []
+    else:
+        with pytest.raises(InvalidSettings, match="Spark has no GCS connector"):
+            from_env(monkeypatch, **env)
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"kafka_security_protocol": "SASL_SSL"}, "embedded broker would be used"),
+        ({"kafka_bootstrap_servers": "k:9093", "kafka_security_protocol": "SASL_SSL"},
+         "needs NETFLIX_KAFKA_SASL_MECHANISM"),
+        ({"kafka_bootstrap_servers": "k:9093", "kafka_sasl_mechanism": "PLAIN", "kafka_sasl_username": "u",
+          "kafka_sasl_password": "p"}, "is ignored with NETFLIX_KAFKA_SECURITY_PROTOCOL=PLAINTEXT"),
+        ({"warehouse": "bigquery"}, "needs NETFLIX_BIGQUERY_PROJECT"),
+    ],
+)  # fmt: skip
+def test_contradictions_fail_in_any_deployment(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(InvalidSettings, match=problem):
+        from_env(monkeypatch, **env)
+
+
+def test_oauthbearer_needs_no_password(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = from_env(
         monkeypatch,
-        deployment="production",
-        bucket_url="gs://prod/netflix",
-        kafka_bootstrap_servers="kafka:9092",
-        warehouse="bigquery",
-        bigquery_project="acme",
+        kafka_bootstrap_servers="pkc-1.confluent.cloud:9092",
+        kafka_security_protocol="SASL_SSL",
+        kafka_sasl_mechanism="OAUTHBEARER",
     )
-    assert settings.deployment is Deployment.PRODUCTION
+    assert settings.problems() == []

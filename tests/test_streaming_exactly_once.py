@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +82,15 @@ def stream_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_stream(settings: Settings, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+def start_stream(
+    settings: Settings, log: Path, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """``netflix-lambda stream`` in its own session, with ``stream_env(settings)`` unless ``env`` is given."""
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "cli.main", "stream", "--settings-from-env", "--trigger-seconds", "1",
              *extra],
-            env=stream_env(settings), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env or stream_env(settings), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
 
@@ -97,11 +100,13 @@ def kill_mid_batch(
     after_commits: int,
     once_written: bool,
     timeout_s: float = 240,
+    ready: Callable[[int], bool] | None = None,
 ) -> int:
     """SIGKILL the stream inside the batch after ``after_commits`` committed ones; returns that batch id.
 
     ``once_written``: wait until the batch has already moved Bronze files into place (so the replay must
-    remove them); otherwise kill early, while it reads and parses.
+    remove them); otherwise kill early, while it reads and parses. ``ready(batch)``: kill only once it
+    holds (polled every 10 ms), e.g. when the batch's warehouse staging exists.
     """
     bucket = Bucket.from_settings(settings)
     deadline = time.monotonic() + timeout_s
@@ -111,7 +116,11 @@ def kill_mid_batch(
         committed = -1 if progress.committed_batch is None else progress.committed_batch
         planned = progress.planned_batch
         if committed >= after_commits - 1 and planned is not None and planned > committed:
-            if once_written:
+            if ready is not None:
+                if not ready(planned):
+                    time.sleep(0.01)
+                    continue
+            elif once_written:
                 if not bronze_files_of(bucket, planned):
                     time.sleep(0.02)
                     continue
@@ -145,6 +154,14 @@ def read_topic(conf: dict[str, str], topic: str) -> list[dict[str, Any]]:
     consumer.close()
     assert len(messages) == sum(ends.values())
     return messages
+
+
+def fault_counts(messages: list[dict[str, Any]]) -> tuple[int, int, list[bytes]]:
+    """(poison, late, on-time values) of the topic's messages, from the producer's fault header."""
+    faults = Counter(m["headers"].get(FAULT_HEADER, b"").decode() or None for m in messages)
+    poison = sum(n for kind, n in faults.items() if kind not in (None, LATE))
+    on_time = [m["value"] for m in messages if FAULT_HEADER not in m["headers"]]
+    return poison, faults[LATE], on_time
 
 
 def expected_engagement(
@@ -266,11 +283,8 @@ def test_sigkill_mid_batch_twice_then_exactly_once_everywhere(
 
     messages = read_topic(conf, settings.kafka_topic)
     total = FIRST_WAVE + SECOND_WAVE
-    faults = Counter(m["headers"].get(FAULT_HEADER, b"").decode() or None for m in messages)
-    poison = sum(n for kind, n in faults.items() if kind not in (None, LATE))
-    late = faults[LATE]
+    poison, late, on_time = fault_counts(messages)
     assert poison == first.poison_total + second.poison_total and late == first.late + second.late
-    on_time = [m["value"] for m in messages if FAULT_HEADER not in m["headers"]]
     assert len(messages) == total and len(on_time) == total - poison - late
 
     con = duckdb.connect()

@@ -95,6 +95,13 @@ class KafkaCluster:
     def state_file(self) -> Path:
         return self.state_dir / STATE_FILE_NAME
 
+    @property
+    def replication_factor(self) -> int:
+        """Replicas of a topic the pipeline creates: the broker's default (-1, KIP-464) on a real cluster,
+        so a 3-broker cluster with min.insync.replicas=2 gets durable topics that acks=all can write; 1 on
+        the single embedded broker."""
+        return 1 if self.embedded else -1
+
     def topics(self) -> dict[str, int]:
         """The speed layer's topics and their partition counts."""
         return {self.topic: self.partitions, self.dead_letter_topic: 1}

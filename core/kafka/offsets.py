@@ -17,6 +17,9 @@ class EndOffsetProbe:
     ``max(hw, highest offset seen + 1, eof position)``. A partition is finished only by its own EOF event
     (never by a quiet poll, which missed tails in earlier probes), so on a healthy broker the answer is
     exact on Tansu and on Kafka (where hw - 1 may be a transaction marker: EOF still arrives at hw).
+
+    Reading the tail also yields the newest record's timestamp per partition (``tail_timestamps_ms`` after
+    each :meth:`end_offsets`), which the SLO monitor uses to tell a quiet topic from a stale stream.
     """
 
     def __init__(self, client_conf: dict[str, str]) -> None:
@@ -27,11 +30,14 @@ class EndOffsetProbe:
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",  # an offset already deleted reads from the oldest record
                 "fetch.wait.max.ms": 50,
                 "isolation.level": "read_uncommitted",
                 "log_level": 0,
             }
         )
+        self.tail_timestamps_ms: dict[int, int] = {}
+        self.cluster_id: str | None = None  # as the broker reported it at the last end_offsets call
 
     def close(self) -> None:
         self._consumer.close()
@@ -53,6 +59,7 @@ class EndOffsetProbe:
 
     def end_offsets(self, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
         """``{partition: offset of the next record to be written}`` for every partition of ``topic``."""
+        self.tail_timestamps_ms = {}
         partitions = self._partitions(topic, timeout_s)
         marks = self.watermarks(topic, partitions, timeout_s)
         ends = {p: max(high, low) for p, (low, high) in marks.items()}
@@ -73,6 +80,7 @@ class EndOffsetProbe:
                     error = message.error()
                     if error is None:
                         ends[partition] = max(ends[partition], message.offset() + 1)
+                        self._note_tail_timestamp(partition, message.timestamp()[1])
                     elif error.code() == KafkaError._PARTITION_EOF:
                         ends[partition] = max(ends[partition], message.offset())
                         pending.discard(partition)
@@ -82,8 +90,50 @@ class EndOffsetProbe:
             self._consumer.unassign()
         return ends
 
+    def _note_tail_timestamp(self, partition: int, timestamp_ms: int) -> None:
+        if timestamp_ms > 0:
+            self.tail_timestamps_ms[partition] = max(self.tail_timestamps_ms.get(partition, 0), timestamp_ms)
+
+    def timestamps_at(
+        self, topic: str, positions: dict[int, int], timeout_s: float = 10.0
+    ) -> dict[int, int | None]:
+        """Timestamp (ms) of the first record at or after each ``{partition: offset}``; None at the end.
+
+        One fetch per partition, stopped by its first record or its end-of-partition event: the freshness
+        SLI asks for the oldest record a consumer has not processed yet.
+        """
+        found: dict[int, int | None] = {}
+        pending = set(positions)
+        if not pending:
+            return found
+        self._consumer.assign([TopicPartition(topic, p, max(o, 0)) for p, o in positions.items()])
+        deadline = time.monotonic() + timeout_s
+        try:
+            while pending:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"timestamps of {topic} partitions {sorted(pending)} not read in {timeout_s:.0f} s"
+                    )
+                for message in self._consumer.consume(num_messages=len(pending), timeout=0.2):
+                    partition, error = message.partition(), message.error()
+                    if partition not in pending:
+                        continue
+                    if error is None:
+                        found[partition] = message.timestamp()[1]
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        found[partition] = None
+                    elif error.fatal() or not error.retriable():
+                        raise KafkaException(error)
+                    else:
+                        continue
+                    pending.discard(partition)
+        finally:
+            self._consumer.unassign()
+        return found
+
     def _partitions(self, topic: str, timeout_s: float) -> list[int]:
         metadata = self._consumer.list_topics(topic, timeout=timeout_s)
+        self.cluster_id = metadata.cluster_id
         info = metadata.topics.get(topic)
         if info is None or info.error is not None or not info.partitions:
             raise KafkaException(

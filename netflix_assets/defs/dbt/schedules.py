@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # what define_asset_job returns; not exported at the top of t
 
 BATCH_LAYER_GROUPS = ("raw", "silver", GOLD_GROUP)
 BATCH_JOB = "batch_layer"
+BATCH_MAX_RUNTIME_S = 55 * 60
 
 
 def batch_layer_job(settings: Settings) -> "UnresolvedAssetJobDefinition":
@@ -30,7 +31,9 @@ def batch_layer_job(settings: Settings) -> "UnresolvedAssetJobDefinition":
         BATCH_JOB,
         selection=AssetSelection.groups(*BATCH_LAYER_GROUPS),
         description="The whole batch path: land raw CSVs, Spark Silver, dbt staging/star/marts, with checks.",
-        tags={"netflix/layer": "batch"},
+        # One batch run at a time (dagster.yaml); a run still going after 55 minutes is stuck, not slow: run
+        # monitoring fails it before the next hourly run is due.
+        tags={"netflix/layer": "batch", "dagster/max_runtime": str(BATCH_MAX_RUNTIME_S)},
         executor_def=in_process_yielding_cpu(settings.batch_niceness),
     )
 

@@ -10,6 +10,7 @@ breaks the contract fails the step with a message naming the file and the column
 """
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from typing import Any
 
 from dagster import (
@@ -28,10 +29,19 @@ from dagster import (
     multi_asset,
 )
 from dagster_pyspark import PySparkResource
+from google.cloud import bigquery as gbq
 
+from core.bucket import Bucket
 from core.contracts.silver import CONTRACTS, TABLE_ORDER, TableContract
+from core.warehouse import Warehouse
 from netflix_assets.defs.metadata import markdown_table, metadata_values
-from netflix_assets.resources import BucketResource, DataQualityResource
+from netflix_assets.resources import (
+    BigQueryClientResource,
+    BucketResource,
+    DataQualityResource,
+    WarehouseResource,
+)
+from silver.bigquery_load import LoadResult, SilverLoadError, load_silver_table
 from silver.job import SilverJob, TableResult
 from silver.reader import SilverInputError
 from silver.verify import (
@@ -97,10 +107,21 @@ def _preview(rows: list[dict[str, Any]]) -> MetadataValue:
     return markdown_table(header, [[row[c] for c in header] for row in rows])
 
 
-def _materialization(result: TableResult) -> MaterializeResult:
+def _materialization(result: TableResult, loaded: LoadResult | None = None) -> MaterializeResult:
+    published = (
+        {
+            "bigquery_table": loaded.table_id,
+            "bigquery_rows": loaded.rows,
+            "bigquery_load_job": loaded.job_id,
+            "bigquery_load_seconds": round(loaded.seconds, 2),
+        }
+        if loaded is not None
+        else {}
+    )
     return MaterializeResult(
         asset_key=silver_asset_key(result.table),
         metadata={
+            **published,
             "dagster/row_count": result.silver_rows,
             "dagster/column_schema": TableSchema(
                 columns=[TableColumn(name, dtype) for name, dtype in result.silver_schema]
@@ -142,14 +163,59 @@ class _NotBuilt(Exception):
     """A fact skipped because a dimension it references failed in this run."""
 
 
+def _publish(
+    context: AssetExecutionContext,
+    client: gbq.Client,
+    warehouse: Warehouse,
+    store: Bucket,
+    table: str,
+    checks: list[CheckOutcome],
+) -> LoadResult | None:
+    """Load a table whose blocking checks passed into BigQuery (replacing it); None when it must not be."""
+    failed = [c.name for c in checks if not c.passed and c.severity is Severity.ERROR]
+    if failed:
+        context.log.error(
+            f"silver {table} not loaded into BigQuery: blocking check(s) {', '.join(failed)} failed; "
+            f"{warehouse.bigquery.silver_dataset}.{table} keeps its previous load"
+        )
+        return None
+    loaded = load_silver_table(client, warehouse.bigquery, store, CONTRACTS[table])
+    context.log.info(
+        f"silver {table}: loaded {loaded.rows:,} rows from {loaded.files} file(s) into {loaded.table_id} "
+        f"(replacing it) in {loaded.seconds:.1f} s"
+    )
+    return loaded
+
+
 @multi_asset(name="silver_tables", specs=SPECS, check_specs=CHECK_SPECS, can_subset=True)
 def silver_tables(
     context: AssetExecutionContext,
     pyspark: PySparkResource,
     bucket: BucketResource,
     data_quality: DataQualityResource,
+    warehouse: WarehouseResource,
+    bigquery: BigQueryClientResource,
 ) -> Iterator[MaterializeResult | AssetCheckResult]:
-    store = bucket.get()
+    """Spark Silver for the selected tables; on the BigQuery warehouse each table is also loaded there.
+
+    The load happens after the table's checks, and only if the blocking ones passed, so BigQuery's
+    ``silver`` dataset never holds a table that dbt must not read; the materialization is reported once
+    the table is where dbt reads it.
+    """
+    with ExitStack() as stack:
+        target = warehouse.get()
+        client = stack.enter_context(bigquery.get_client()) if target.on_bigquery else None
+        yield from _build_silver(context, pyspark, bucket.get(), data_quality, target, client)
+
+
+def _build_silver(
+    context: AssetExecutionContext,
+    pyspark: PySparkResource,
+    store: Bucket,
+    data_quality: DataQualityResource,
+    warehouse: Warehouse,
+    client: gbq.Client | None,
+) -> Iterator[MaterializeResult | AssetCheckResult]:
     selected = [t for t in TABLE_ORDER if silver_asset_key(t) in context.selected_asset_keys]
     context.log.info(f"building Silver for {', '.join(selected)} from {store.uri('raw')}")
     job = SilverJob(pyspark.spark_session, store, log=context.log)
@@ -166,19 +232,21 @@ def silver_tables(
             if AssetCheckKey(silver_asset_key(table), name) in context.selected_asset_check_keys
         ]
         warn, error = data_quality.quarantine_warn_share, data_quality.quarantine_error_share
-        return run_and_verify(job, table, warn, error, checks)
+        result, outcomes = run_and_verify(job, table, warn, error, checks)
+        loaded = _publish(context, client, warehouse, store, table, outcomes) if client is not None else None
+        return result, outcomes, loaded
 
     problems: list[str] = []
     for table, outcome in job.run(selected, work=build):
         if isinstance(outcome, Exception):
-            if not isinstance(outcome, (SilverInputError, _NotBuilt)):
+            if not isinstance(outcome, (SilverInputError, SilverLoadError, _NotBuilt)):
                 raise outcome
             context.log.error(str(outcome))
             problems.append(str(outcome))
             broken.add(table)
             continue
-        result, checks = outcome
-        yield _materialization(result)
+        result, checks, loaded = outcome
+        yield _materialization(result, loaded)
         for check in checks:
             yield _check_result(table, check)
             if not check.passed:

@@ -141,7 +141,7 @@ def build_speed_stream(settings: Settings) -> AssetsDefinition:
             max_events_per_trigger=config.max_events_per_trigger,
         )
         summary = run_stream_in_dagster(
-            context, options, settings, pyspark, bucket.get(), warehouse.layout(), kafka.get(), SPECS
+            context, options, settings, pyspark, bucket.get(), warehouse.get(), kafka.get(), SPECS
         )
         totals: dict[str, Any] = {
             "batches": summary.batches,

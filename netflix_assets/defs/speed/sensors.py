@@ -1,7 +1,8 @@
 """``speed_stream_sensor``: keep exactly one stream running while the topic has work for it.
 
 Every 10 s it launches the streaming job when the topic has messages the stream has not committed and no
-stream is running (no run of the job in progress, no live stream process holding the realtime warehouse);
+stream is running (no run of the job in progress, no live stream process holding the realtime warehouse;
+a "started" run whose code server died with it is marked failed first, ``run_health.py``);
 each launch has its own run key. After :data:`CRASH_LOOP_RUNS` runs in a row whose stream itself failed
 (tagged :data:`STREAM_ERROR_TAG`; a run interrupted by a shutdown is not) it stops launching and says why
 in its skip reason, instead of relaunching a run that fails every 10 s (a real Kafka cluster that lost
@@ -15,6 +16,8 @@ from typing import Any
 
 from dagster import (
     AssetObservation,
+    DagsterInstance,
+    DagsterRun,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -27,6 +30,7 @@ from dagster import (
 
 from netflix_assets.defs.speed.assets import TOPIC_KEY
 from netflix_assets.defs.speed.jobs import ACTIVE_STATUSES, JOB_NAME, speed_stream_job
+from netflix_assets.defs.speed.run_health import lost_stream_run
 from netflix_assets.defs.speed.stream_run import STREAM_ERROR_TAG
 from netflix_assets.defs.speed.topic import observe_topic
 from netflix_assets.resources import BucketResource, KafkaResource, WarehouseResource
@@ -76,15 +80,18 @@ def _why_not_launch(
 ) -> str | None:
     """The skip reason, or None when the stream should be launched."""
     active = context.instance.get_runs(RunsFilter(job_name=JOB_NAME, statuses=ACTIVE_STATUSES), limit=1)
-    if active:
-        return f"streaming run {active[0].run_id} is {active[0].status.value}"
     owner = running_owner(warehouse.layout())
+    lost = lost_stream_run(context.instance, active[0], owner) if active else None
+    if lost is not None:  # its process died with its code server: record that, then launch a new one
+        message = f"streaming run {active[0].run_id} is lost: {lost}; the sensor launches a new stream"
+        context.log.error(message)
+        context.instance.report_run_failed(active[0], message)
+    elif active:
+        return f"streaming run {active[0].run_id} is {active[0].status.value}"
     if owner is not None:
         return f"a stream (pid {owner.get('pid')} on {owner.get('host')}) already owns the realtime warehouse"
-    recent = context.instance.get_runs(RunsFilter(job_name=JOB_NAME), limit=CRASH_LOOP_RUNS)
-    if len(recent) == CRASH_LOOP_RUNS and all(
-        r.status == DagsterRunStatus.FAILURE and STREAM_ERROR_TAG in r.tags for r in recent
-    ):
+    recent = crash_loop(context.instance)
+    if recent:
         return (
             f"not relaunching: the stream failed in the last {CRASH_LOOP_RUNS} runs "
             f"(latest {recent[0].run_id}). "
@@ -94,6 +101,16 @@ def _why_not_launch(
     if metadata["lag"] == 0:
         return f"no lag: the stream has committed all {metadata['messages']:,} messages"
     return None
+
+
+def crash_loop(instance: DagsterInstance) -> list[DagsterRun]:
+    """The last :data:`CRASH_LOOP_RUNS` streaming runs if the stream itself failed in each (newest first),
+    else []: the guard has given up relaunching (the on-call sensor pages on it)."""
+    recent = list(instance.get_runs(RunsFilter(job_name=JOB_NAME), limit=CRASH_LOOP_RUNS))
+    looping = len(recent) == CRASH_LOOP_RUNS and all(
+        r.status == DagsterRunStatus.FAILURE and STREAM_ERROR_TAG in r.tags for r in recent
+    )
+    return recent if looping else []
 
 
 @sensor(

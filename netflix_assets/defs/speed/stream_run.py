@@ -21,12 +21,13 @@ from dagster import (
 )
 from dagster_pyspark import PySparkResource
 
+from core.bigquery import table_id
 from core.bucket import Bucket
 from core.contracts.speed import SINK_KEYS
 from core.kafka.cluster import KafkaCluster
 from core.settings import Settings
 from core.spark import use_python
-from core.warehouse import WarehouseLayout
+from core.warehouse import Warehouse
 from streaming.broker_reset import BrokerReset
 from streaming.job import GRACEFUL_STOP_TIMEOUT_S, StreamOptions, StreamSummary, run_stream
 from streaming.micro_batch import BatchMetrics
@@ -40,7 +41,7 @@ def run_stream_in_dagster(
     settings: Settings,
     pyspark: PySparkResource,
     bucket: Bucket,
-    layout: WarehouseLayout,
+    warehouse: Warehouse,
     kafka: KafkaCluster,
     specs: Sequence[AssetSpec],
 ) -> StreamSummary:
@@ -56,7 +57,7 @@ def run_stream_in_dagster(
             outcome["summary"] = run_stream(
                 spark,
                 bucket,
-                layout,
+                warehouse,
                 kafka,
                 options,
                 stop_event=stop,
@@ -68,7 +69,7 @@ def run_stream_in_dagster(
 
     worker = threading.Thread(target=target, name="speed-stream", daemon=True)
     worker.start()
-    paths = _paths(bucket, layout)
+    paths = _paths(bucket, warehouse)
     try:
         _relay(context, worker, handoff, paths, specs, options, kafka)
     except (DagsterExecutionInterruptedError, KeyboardInterrupt):
@@ -106,11 +107,15 @@ def _relay(
             _log_batch(context, item, paths, specs)
 
 
-def _paths(bucket: Bucket, layout: WarehouseLayout) -> dict[str, MetadataValue]:
-    """Where each of the stream's assets lives, as UI links."""
+def _paths(bucket: Bucket, warehouse: Warehouse) -> dict[str, MetadataValue]:
+    """Where each of the stream's assets lives, as UI links (a BigQuery table id on BigQuery)."""
     paths = {name: MetadataValue.path(bucket.uri(key)) for name, key in SINK_KEYS.items()}
     for table in ("engagement_health_realtime", "churn_risk_alerts"):
-        paths[table] = MetadataValue.path(str(layout.realtime_snapshot(table)))
+        if warehouse.on_bigquery:
+            target = warehouse.bigquery
+            paths[table] = MetadataValue.path(table_id(target, target.realtime_dataset, table))
+        else:
+            paths[table] = MetadataValue.path(str(warehouse.layout.realtime_snapshot(table)))
     return paths
 
 

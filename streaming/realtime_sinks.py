@@ -1,0 +1,48 @@
+"""Which realtime sink the stream writes: ``realtime.duckdb`` (embedded default) or BigQuery (production).
+
+Both give the stream the same calls (:class:`RealtimeSink`) and the same guarantee: one transaction per
+micro-batch that merges it and records its id in a ledger, so a replayed batch changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from core.bigquery import bigquery_client
+from core.warehouse import Warehouse, WarehouseLayout
+from streaming.bigquery_store import BigQueryRealtimeStore
+from streaming.realtime_store import BatchRecord, RealtimeStore
+
+
+class RealtimeSink(Protocol):
+    """What the stream asks of its warehouse sink."""
+
+    def is_committed(self, batch_id: int) -> bool: ...
+
+    def next_batch_id(self) -> int: ...
+
+    def max_event_time(self) -> datetime | None: ...
+
+    def counts(self) -> dict[str, Any]: ...
+
+    def commit_batch(
+        self, record: BatchRecord, sessions: pa.Table, before_commit: Callable[[], None] | None = None
+    ) -> int: ...
+
+    def publish(self) -> dict[str, str]: ...
+
+    def close(self) -> None: ...
+
+
+def open_realtime_sink(warehouse: Warehouse | WarehouseLayout, retention_hours: float) -> RealtimeSink:
+    """The sink of the configured warehouse (a bare layout means the DuckDB files)."""
+    if isinstance(warehouse, WarehouseLayout):
+        return RealtimeStore(warehouse, retention_hours)
+    if warehouse.on_bigquery:
+        client = bigquery_client(warehouse.bigquery)
+        return BigQueryRealtimeStore(client, warehouse.bigquery, warehouse.layout, retention_hours)
+    return RealtimeStore(warehouse.layout, retention_hours)
