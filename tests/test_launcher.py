@@ -50,7 +50,15 @@ def test_up_runs_everything_on_loopback_and_stops_on_sigterm(tmp_path: Path) -> 
         stack.wait("sessions in engagement_health_realtime", lambda: stack.realtime_sessions() > 0,
                    REALTIME_WITHIN_S, every_s=2)  # fmt: skip
         commands = stack.commands()
-        for expected in ("code-server", "dagster-webserver", "dagster-daemon", "tansu", "produce", "java"):
+        for expected in (
+            "code-server",
+            "dagster-webserver",
+            "dagster-daemon",
+            "tansu",
+            "produce",
+            "monitor",
+            "java",
+        ):
             assert any(expected in c for c in commands), f"no {expected} process in {commands}"
         assert not any(" dev " in c for c in commands), "the superseded `dagster dev` must not be used"
         # The stream's Spark JVM is up (and the batch run's, unless it already finished).
@@ -75,11 +83,14 @@ def test_up_runs_everything_on_loopback_and_stops_on_sigterm(tmp_path: Path) -> 
 
     text = stack.text()
     first = text.splitlines()[0]
-    for name in ("up.log", "dagster-code-server.log", "dagster-webserver.log", "broker.log", "producer.log"):
+    logs = ("up.log", "dagster-code-server.log", "dagster-webserver.log", "broker.log", "producer.log",
+            "slo-monitor.log")  # fmt: skip
+    for name in logs:
         assert name in first and (tmp_path / "data" / "logs" / name).exists(), first
     for sentence in (
         "raw data generated",
         "Kafka broker (embedded Tansu) up at 127.0.0.1:",
+        "SLO monitor started: alerts go to log",
         f"Dagster UI at http://127.0.0.1:{port}",
         "stream run",
         "first realtime batch committed",
