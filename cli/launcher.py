@@ -14,9 +14,9 @@ Dagster is started as its three services (``dagster code-server start``, ``dagst
 Python process that pays Dagster's import before anything starts (~4 s), and hides the services' PIDs
 and logs behind itself. The code server listens on a Unix socket only; the UI on 127.0.0.1.
 
-Ctrl-C or SIGTERM stops everything: runs in progress are terminated through the API first (the stream
-stops after its current micro-batch and its run ends CANCELED, not failed), then the services newest
-first, then anything they left behind.
+Ctrl-C or SIGTERM stops everything: the daemon first (its sensor would relaunch the stream), then runs
+in progress are terminated through the API (the stream stops after its current micro-batch and its run
+ends CANCELED, not failed), then the other services newest first, then anything they left behind.
 """
 
 from __future__ import annotations
@@ -409,6 +409,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 log.error("%s; stopping everything", supervisor.failed)
         finally:
             _second_signal_kills(supervisor)
+            supervisor.stop("daemon")  # first: its stream sensor would relaunch the stream stopped below
             launch.stop_runs()
             supervisor.stop_all()
             shutil.rmtree(socket_dir, ignore_errors=True)

@@ -292,27 +292,38 @@ class Supervisor:
                 process.kill()
         return len(victims)
 
+    def stop(self, name: str, grace_s: float = 30.0) -> None:
+        """Stop one service ahead of the others (e.g. the Dagster daemon before the runs are terminated:
+        its sensor would otherwise relaunch the stream that is being stopped)."""
+        for entry in [e for e in self.running if e.service.name == name]:
+            self._stop(entry, grace_s)
+            self.running.remove(entry)
+
     def stop_all(self, grace_s: float = 30.0) -> None:
         """Stop services newest first, each with its stop signal, then whatever they left behind."""
         leftovers = self.descendants()
         for entry in reversed(self.running):
-            if entry.proc.poll() is None:
-                log.debug("stopping %s (pid %d)", entry.service.name, entry.proc.pid)
-                entry.proc.send_signal(entry.service.stop_signal)
-                try:
-                    entry.proc.wait(timeout=grace_s)
-                except subprocess.TimeoutExpired:
-                    log.warning(
-                        "%s (pid %d) ignored the stop signal for %.0f s; killing its process group",
-                        entry.service.name,
-                        entry.proc.pid,
-                        grace_s,
-                    )
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(entry.proc.pid, signal.SIGKILL)
-                    entry.proc.wait(timeout=10)
+            self._stop(entry, grace_s)
         self.running.clear()
         stop_leftovers(leftovers)
+
+    def _stop(self, entry: _Running, grace_s: float) -> None:
+        if entry.proc.poll() is not None:
+            return
+        log.debug("stopping %s (pid %d)", entry.service.name, entry.proc.pid)
+        entry.proc.send_signal(entry.service.stop_signal)
+        try:
+            entry.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            log.warning(
+                "%s (pid %d) ignored the stop signal for %.0f s; killing its process group",
+                entry.service.name,
+                entry.proc.pid,
+                grace_s,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(entry.proc.pid, signal.SIGKILL)
+            entry.proc.wait(timeout=10)
 
 
 def stop_leftovers(processes: list[psutil.Process], grace_s: float = LEFTOVER_GRACE_S) -> None:

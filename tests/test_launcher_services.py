@@ -135,6 +135,20 @@ def _starts(log: Path) -> list[float]:
     return [float(line.split()[-1]) for line in log.read_text().splitlines() if line.startswith("start")]
 
 
+def test_one_service_stops_ahead_of_the_others(tmp_path: Path) -> None:
+    """What the launcher does with the Dagster daemon before terminating the runs."""
+    units: list[Unit] = [Service(name, _sleeper(name), says="") for name in ("daemon", "ui")]
+    supervisor = Supervisor(units, env={}, cwd=tmp_path, log_dir=tmp_path)
+    _run(supervisor, lambda: {"daemon", "ui"} <= set(supervisor.ready))
+    time.sleep(1)  # both installed their SIGTERM handler
+    supervisor.stop("daemon")
+    assert [e.service.name for e in supervisor.running] == ["ui"]
+    assert "stop daemon" in (tmp_path / "daemon.log").read_text()
+    assert "stop ui" not in (tmp_path / "ui.log").read_text() and supervisor.running[0].proc.poll() is None
+    supervisor.stop_all()
+    assert "stop ui" in (tmp_path / "ui.log").read_text()
+
+
 def test_a_stack_with_an_unknown_prerequisite_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown prerequisites"):
         Supervisor([Action("a", lambda: "", after=("nope",))], env={}, cwd=tmp_path, log_dir=tmp_path)
