@@ -141,8 +141,10 @@ class LauncherStack:
             return None
 
     def realtime_sessions(self) -> int:
+        """Sessions in the ``engagement_health_realtime`` snapshot published since the start (a second start
+        finds the previous start's snapshot in place until its stream commits)."""
         snapshot = self.layout.realtime_snapshot("engagement_health_realtime")
-        if not snapshot.exists():
+        if not snapshot.exists() or snapshot.stat().st_mtime < self.started:
             return 0
         query = f"SELECT coalesce(sum(total_sessions), 0) FROM read_parquet('{snapshot}')"
         return int(duckdb.sql(query).fetchall()[0][0])
