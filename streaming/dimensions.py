@@ -13,8 +13,8 @@ tiers are the same resolution class sold under two names, so their sessions are 
 The dimensions are computed in the driver, with DuckDB over Arrow, and handed to Spark as local relations
 ready to broadcast: they are broadcast-sized by design, and the same work as Spark jobs (reading three
 Parquet tables, a shuffle and a window for the usual quality, two counts to fill the caches) cost a fresh
-JVM about 20 CPU-seconds before the stream's first micro-batch (bench/bench_stream_start.py, measured in
-docs/benchmarks.md), against about 3 here.
+JVM about 20 CPU-seconds before the stream's first micro-batch, against about 3 here (measured with
+bench/bench_stream_start.py during development; docs/benchmarks.md says what is still to re-measure).
 """
 
 from __future__ import annotations
