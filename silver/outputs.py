@@ -54,8 +54,8 @@ class WrittenTables:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
     def scalar(self, sql: str) -> Any:
-        row = self.con.execute(sql).fetchone()
-        return row[0] if row else None
+        rows = self.con.execute(sql).fetchall()  # fetchone() would leave the result open (DuckDB 2.0)
+        return rows[0][0] if rows else None
 
     def silver_count(self, contract: TableContract) -> int:
         return int(self.scalar(f"SELECT count(*) FROM {self.silver(contract)}"))

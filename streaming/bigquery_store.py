@@ -44,6 +44,8 @@ from streaming.churn import SEGMENT_KEYS, WINDOW_MINUTES
 from streaming.realtime_store import (
     ALERT_HIGH_RATE,
     ALERT_MEDIUM_RATE,
+    OUTCOME_COLUMNS,
+    OUTCOME_COLUMNS_SQL,
     SCHEMA_SQL,
     SEGMENT_ALERT_MIN_SESSIONS,
     SEGMENT_ALERT_RATE,
@@ -73,7 +75,12 @@ LAYOUT = {
     ALERTS_TABLE: "PARTITION BY DATE(window_start) CLUSTER BY window_start, alert_scope",
     LEDGER_TABLE: "CLUSTER BY batch_id",
 }
-COMPUTED_LEDGER_COLUMNS = {"committed_at": "CURRENT_TIMESTAMP()", "windows_updated": "ARRAY_LENGTH(affected)"}
+# Filled by the script itself; the outcome columns start empty and ``record_outcome`` fills them.
+COMPUTED_LEDGER_COLUMNS = {
+    "committed_at": "CURRENT_TIMESTAMP()",
+    "windows_updated": "ARRAY_LENGTH(affected)",
+    **dict.fromkeys(OUTCOME_COLUMNS, "NULL"),
+}
 _WINDOW = f"INTERVAL {WINDOW_MINUTES} MINUTE"
 
 
@@ -81,7 +88,7 @@ def realtime_schema() -> dict[str, list[tuple[str, str]]]:
     """Every table of the DuckDB sink: its columns in order, in BigQuery types (one schema, two sinks)."""
     con = duckdb.connect()
     try:
-        con.execute(SCHEMA_SQL)
+        con.execute(SCHEMA_SQL + OUTCOME_COLUMNS_SQL)
         rows = con.execute(
             "SELECT table_name, column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position"
@@ -198,10 +205,11 @@ class BigQueryRealtimeStore:
     def _read_totals(self) -> dict[str, Any]:
         [row] = self._run(
             "SELECT COUNT(*), COALESCE(SUM(rows_in), 0), COALESCE(SUM(valid), 0), "
-            "COALESCE(SUM(dead_letters), 0), COALESCE(SUM(late), 0), MAX(batch_id), MAX(max_event_time) "
-            f"FROM {self._q(LEDGER_TABLE)}"
+            "COALESCE(SUM(dead_letters), 0), COALESCE(SUM(late), 0), MAX(batch_id), "
+            f"COALESCE(SUM(legacy_v0), 0), MAX(max_event_time) FROM {self._q(LEDGER_TABLE)}"
         ).result()
-        keys = ("batches", "rows_in", "valid", "dead_letters", "late", "last_batch_id", "max_event_time")
+        keys = ("batches", "rows_in", "valid", "dead_letters", "late", "last_batch_id", "legacy_v0",
+                "max_event_time")  # fmt: skip
         totals = dict(zip(keys, row, strict=True))
         totals["max_event_time"] = naive_utc(totals["max_event_time"])
         return totals
@@ -225,6 +233,25 @@ class BigQueryRealtimeStore:
 
     def counts(self) -> dict[str, Any]:
         return {k: v for k, v in self._totals.items() if k != "max_event_time"}
+
+    def record_outcome(
+        self,
+        batch_id: int,
+        published_at: float,
+        latency_p50_s: float | None,
+        latency_p95_s: float | None,
+        dead_by_reason: dict[str, int],
+    ) -> None:
+        """Latency is known only once the batch is committed: one small ``UPDATE`` of its ledger row.
+
+        A second mutating DML per micro-batch on the ledger only (BigQuery queues up to 20 per table);
+        lost if the process dies between commit and this update, like the DuckDB sink's.
+        """
+        values = {"published_at": published_at, "latency_p50_s": latency_p50_s,
+                  "latency_p95_s": latency_p95_s, "dead_by_reason": json.dumps(dead_by_reason)}  # fmt: skip
+        types = dict(self.schema[LEDGER_TABLE])
+        sets = ", ".join(f"{column} = {literal(value, types[column])}" for column, value in values.items())
+        self._run(f"UPDATE {self._q(LEDGER_TABLE)} SET {sets} WHERE batch_id = {int(batch_id)}").result()
 
     def publish(self) -> dict[str, str]:
         """Readers query the BigQuery tables themselves: nothing to export."""
@@ -266,7 +293,7 @@ class BigQueryRealtimeStore:
     def _count(self, record: BatchRecord) -> None:
         totals = self._totals
         totals["batches"] += 1
-        for key in ("rows_in", "valid", "dead_letters", "late"):
+        for key in ("rows_in", "valid", "dead_letters", "late", "legacy_v0"):
             totals[key] += getattr(record, key)
         last = totals["last_batch_id"]
         totals["last_batch_id"] = record.batch_id if last is None else max(last, record.batch_id)

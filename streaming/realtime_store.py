@@ -88,12 +88,12 @@ CREATE TABLE IF NOT EXISTS churn_risk_alerts (
 """
 # What is only known once a batch is published (its latency) and what the SLO monitor reads from the
 # ledger's snapshot: added after the fact by ``record_outcome``, and to files made before these existed.
-OUTCOME_COLUMNS_SQL = """
-ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS published_at DOUBLE;
-ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS latency_p50_s DOUBLE;
-ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS latency_p95_s DOUBLE;
-ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS dead_by_reason VARCHAR;
-"""
+OUTCOME_COLUMNS = {"published_at": "DOUBLE", "latency_p50_s": "DOUBLE", "latency_p95_s": "DOUBLE",
+                   "dead_by_reason": "VARCHAR"}  # fmt: skip
+OUTCOME_COLUMNS_SQL = "".join(
+    f"ALTER TABLE stream_batches ADD COLUMN IF NOT EXISTS {column} {duck_type};\n"
+    for column, duck_type in OUTCOME_COLUMNS.items()
+)
 
 
 PARTIALS_SQL = f"""

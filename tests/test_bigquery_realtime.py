@@ -103,6 +103,8 @@ def test_both_sinks_hold_the_same_tables_through_replays_alerts_and_pruning(
     first, second = sessions(1, 300), sessions(2, 250)
     assert commit_both(duck, bq, 0, first, end) == (3, 3)
     assert commit_both(duck, bq, 1, second, end) == (3, 3)
+    for store in (duck, bq):  # what is known once the batch is published: latency, dead letters' reasons
+        store.record_outcome(1, 1_800_000_000.25, 0.5, 1.5, {"invalid_json": 2})
     assert_same_tables(duck, bq)
 
     assert commit_both(duck, bq, 1, second, end) == (0, 0)  # a replay: no-op in both

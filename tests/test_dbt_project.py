@@ -80,7 +80,9 @@ def test_a_fresh_clone_parses_once_and_again_only_when_the_project_changes(tmp_p
     assert project.manifest_path.stat().st_mtime_ns != parsed_at
     assert (clone / "target" / "partial_parse.msgpack").exists()  # what dagster-dbt seeds runs with
 
-    bigquery = vars_for(Settings(data_dir=tmp_path / "data", warehouse="bigquery"))
+    bigquery = vars_for(
+        Settings(data_dir=tmp_path / "data", warehouse="bigquery", bigquery_project="acme-analytics")
+    )
     assert manifest_is_stale(build_dbt_project("bigquery", clone), bigquery), "parsed for duckdb"
     moved = vars_for(Settings(data_dir=tmp_path / "elsewhere"))
     assert manifest_is_stale(project, moved), "parsed with other --vars: a run would parse in full"

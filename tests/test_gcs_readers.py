@@ -111,6 +111,7 @@ def test_silver_checks_read_gcs_as_they_read_disk(landed, gcs_emulator: str) -> 
             result = TableResult(
                 table=table, raw_rows=silver + sum(reasons.values()), silver_rows=silver,
                 quarantine_rows=sum(reasons.values()), reasons=reasons, raw_uri=uri(contract.raw_key),
+                last_line=silver + sum(reasons.values()) + 1,  # one line per record after the header
                 silver_uri=uri(contract.silver_key), quarantine_uri=uri(contract.quarantine_key), seconds=0.0,
             )  # fmt: skip
             with written_tables(bucket) as tables:
