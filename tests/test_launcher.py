@@ -153,4 +153,6 @@ def test_a_start_after_a_crash_ends_the_leftover_runs_and_sigint_stops_it(tmp_pa
     expected = DagsterRunStatus.CANCELED if canceled_here else DagsterRunStatus.FAILURE  # the sensor's
     assert old.status == expected, old.status
     assert STREAM_ERROR_TAG not in old.tags, "a lost run is not the stream failing (crash-loop guard)"
-    assert new.status == DagsterRunStatus.CANCELED, new.status
+    # Stopped right after its launch, the new run may still be starting: canceled, or left "started" when
+    # its code server had to be killed (the next start ends it, as above); never failed.
+    assert new.status in (DagsterRunStatus.CANCELED, DagsterRunStatus.STARTED), new.status
