@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	# Parse the dbt project for the code location now (dbt parse, ~5-8 s), not while `make run` waits for the UI.
+	$(BIN)/python -c "import netflix_assets.definitions" >/dev/null
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -1,176 +1,89 @@
-"""``netflix-lambda up``: the whole pipeline on the embedded default, then the Dagster UI, until Ctrl-C.
+"""``netflix-lambda up``: the Dagster UI first, then the stream and the batch layer as Dagster runs.
 
-The launcher is a supervisor, not an ``exec``: it owns every process it starts (the embedded broker, the
-steady producer, ``dagster dev``) in its own process group and stops them all, by PID, on Ctrl-C or
-SIGTERM. ``dagster dev`` started from a non-interactive shell inherits an *ignored* SIGINT and copies that
-disposition onto SIGTERM, after which neither signal stops it; every child therefore starts with SIGINT
-and SIGTERM reset to their defaults.
+What starts, in what order, and what each says once ready is the list in :func:`stack`; the supervisor
+(``cli/services.py``) runs it. Before anything: the SLO file is checked. At once: the Dagster code server,
+the embedded broker and (on a first start) the data generator. When the broker is up: the SLO monitor
+(restarted with backoff whenever it dies; its alerts echoed on the terminal). When the code server is up:
+the webserver and the daemon. When the UI serves:
+the streaming run is launched through the webserver's GraphQL API (not left to the sensor's next tick;
+the sensor stays as the keeper that relaunches it), then the producer, and the batch layer as a normal
+run of ``batch_layer`` that the UI shows while it runs.
+
+Dagster is started as its three services (``dagster code-server start``, ``dagster-webserver``,
+``dagster-daemon run``) rather than through ``dagster dev``: that wrapper is superseded, adds a fourth
+Python process that pays Dagster's import before anything starts (~4 s), and hides the services' PIDs
+and logs behind itself. The code server listens on a Unix socket only; the UI on 127.0.0.1.
+
+Ctrl-C or SIGTERM stops everything: the daemon first (its sensor would relaunch the stream), then runs
+in progress are terminated through the API (the stream stops after its current micro-batch and its run
+ends CANCELED, not failed), then the other services newest first, then anything they left behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import logging
 import os
+import shutil
 import signal
-import subprocess
+import socket
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
-import psutil
-
+from cli import terminal
+from cli.dagster_api import IN_PROGRESS, DagsterApi, DagsterApiError, Location, Run
 from cli.monitor import SupervisedMonitor
+from cli.run_reports import BatchReport, RunFollower, RunReport, StreamReport
+from cli.services import Action, LogEcho, Service, Supervisor, Unit
 from core.bucket import Bucket
 from core.contracts.raw import RAW_TABLES, raw_key
-from core.kafka.cluster import KafkaCluster
-from core.processes import stop_on_signals
+from core.kafka.cluster import KafkaCluster, read_state
+from core.processes import LOOPBACK, stop_on_signals
 from core.settings import PROJECT_ROOT, Settings
-from dashboards.links import DASHBOARDS, dashboard_url
+from core.warehouse import WarehouseLayout
+from dashboards.links import DASHBOARDS, base_url, dashboard_url
 
 log = logging.getLogger("cli.launcher")
 
-BATCH_SELECTION = "group:raw or group:silver or group:gold"
-LEFTOVER_GRACE_S = 45.0  # a streaming run finishes its micro-batch (~10 s trigger) and stops Spark
+CODE_MODULE = "netflix_assets.definitions"
+LOCATION = "netflix_assets"
+SPEED_JOB = "speed_stream_job"
+BATCH_JOB = "batch_layer"
+LAUNCHED_BY = {"netflix/launched_by": "netflix-lambda up"}
+RUNS_STOP_S = 90.0  # the stream finishes its micro-batch (10 s trigger + the batch) and stops Spark
 DAGSTER_YAML = """\
-# Written by `netflix-lambda up`. Local instance: sqlite storage under this folder.
+# Written by `netflix-lambda up` at every start. Local instance: sqlite storage under this folder.
 telemetry:
   enabled: false
+nux:
+  enabled: false  # no "join the community" modal in a fresh browser
+run_queue:
+  dequeue_interval_seconds: 1  # a launched run starts within a second (default 5)
 concurrency:
   runs:
     # The streaming run is long-lived; leave room for batch runs beside it on 2 cores.
     max_concurrent_runs: 4
+    # One stream and one batch layer at a time, whoever launches them (this launcher, the sensor, the
+    # schedule, the UI): a second one waits in the queue instead of fighting over checkpoints and files.
+    tag_concurrency_limits:
+      - key: netflix/layer
+        value: speed
+        limit: 1
+      - key: netflix/layer
+        value: batch
+        limit: 1
   pools:
     # dbt builds DuckDB with a single writer (docs/architecture.md): one run at a time per pool.
     default_limit: 1
 """
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-def _stop_leftovers(processes: list[psutil.Process], grace_s: float = LEFTOVER_GRACE_S) -> None:
-    """SIGTERM what is still running (a streaming run stops after its current micro-batch and records
-    its end in Dagster), then SIGKILL whatever has not exited after ``grace_s``."""
-    alive = [p for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    if not alive:
-        return
-    log.info(
-        "%d process(es) started by Dagster (runs, Spark) still running after the UI stopped; terminating: %s",
-        len(alive),
-        ", ".join(f"{p.pid} {' '.join(p.cmdline()[:3])[:60]}" for p in alive if p.is_running()),
-    )
-    for process in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _gone, stuck = psutil.wait_procs(alive, timeout=grace_s)
-    for process in stuck:
-        log.warning("pid %d did not stop within %.0f s of SIGTERM; killing it", process.pid, grace_s)
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(stuck, timeout=10)
-
-
-def _reset_signals() -> None:
-    """Run in the child before exec: default SIGINT/SIGTERM, whatever the parent shell ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-@dataclass
-class Supervisor:
-    settings: Settings
-    children: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
-    # On-call (issue 12): children restarted instead of stopping the stack, and hooks run every loop.
-    restartable: dict[str, Callable[[int | None], bool]] = field(default_factory=dict)
-    every_loop: list[Callable[[], None]] = field(default_factory=list)
-
-    @property
-    def env(self) -> dict[str, str]:
-        env = self.settings.subprocess_env()
-        env["DAGSTER_HOME"] = str(self.dagster_home)
-        return env
-
-    @property
-    def dagster_home(self) -> Path:
-        return Path(self.settings.data_dir).resolve() / "dagster_home"
-
-    @property
-    def bin_dir(self) -> Path:
-        return Path(sys.executable).parent
-
-    def prepare_instance(self) -> None:
-        self.dagster_home.mkdir(parents=True, exist_ok=True)
-        (self.dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
-
-    def run_step(self, what: str, argv: list[str]) -> None:
-        """A foreground step; its failure stops the launch with the step named."""
-        log.info("%s: %s", what, " ".join(argv))
-        started = time.monotonic()
-        completed = subprocess.run(
-            argv, env=self.env, cwd=PROJECT_ROOT, preexec_fn=_reset_signals, check=False
-        )
-        if completed.returncode != 0:
-            raise SystemExit(f"{what} failed (exit {completed.returncode}); see the output above")
-        log.info("%s: done in %.1f s", what, time.monotonic() - started)
-
-    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen:
-        log.info("starting %s: %s", name, " ".join(argv))
-        proc = subprocess.Popen(
-            argv, env=self.env, cwd=PROJECT_ROOT, preexec_fn=_reset_signals, start_new_session=True
-        )
-        self.children.append((name, proc))
-        return proc
-
-    def stop_all(self) -> None:
-        """Stop children newest first (UI, then producer, then broker), SIGKILL after a grace period.
-
-        Runs that ``dagster dev`` launched (the streaming run and its Spark JVM) are its descendants but
-        outlive it: they are collected before the stop and terminated afterwards if still there.
-        """
-        launched = []
-        for name, proc in reversed(self.children):
-            if proc.poll() is None:
-                launched += _descendants(proc.pid)
-                log.info("stopping %s (pid %d)", name, proc.pid)
-                proc.send_signal(signal.SIGINT if name == "dagster dev" else signal.SIGTERM)
-        for name, proc in reversed(self.children):
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                log.warning("%s (pid %d) ignored the stop signal; killing its process group", name, proc.pid)
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-        self.children.clear()
-        _stop_leftovers(launched)
-
-    def wait(self) -> int:
-        """Block until Ctrl-C/SIGTERM or until a child dies (which is an outage worth surfacing)."""
-        stop = stop_on_signals(log, "stopping everything")
-        try:
-            while not stop.is_set():
-                for name, proc in list(self.children):
-                    if proc.poll() is not None:
-                        if name in self.restartable and self.restartable[name](proc.returncode):
-                            self.children.remove((name, proc))  # its service restarts it
-                            continue
-                        log.error(
-                            "%s exited unexpectedly with code %s; stopping the stack", name, proc.returncode
-                        )
-                        return 1
-                for hook in self.every_loop:
-                    hook()
-                stop.wait(0.5)
-            return 0
-        finally:
-            self.stop_all()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -179,8 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--regenerate", action="store_true", help="regenerate raw/ even if files are there")
-    parser.add_argument("--skip-batch", action="store_true", help="do not run the batch layer before serving")
-    parser.add_argument("--no-ui", action="store_true", help="run the pipeline, then exit instead of serving")
+    parser.add_argument("--skip-batch", action="store_true", help="do not launch the batch layer run")
     parser.add_argument(
         "--rate", type=float, default=5.0, help="steady producer rate in events/s (0: no producer)"
     )
@@ -189,67 +101,335 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace, settings: Settings) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [up] %(message)s")
-    sup = Supervisor(settings)
-    sup.prepare_instance()
-    exe = str(sup.bin_dir / "netflix-lambda")
-    dagster = str(sup.bin_dir / "dagster")
-    # On-call (issue 12): the SLO monitor, checked first, supervised, its alerts echoed here.
-    monitor = SupervisedMonitor(settings, exe, traffic_expected=args.rate > 0, spawn=sup.spawn)
-    monitor.check()
-    sup.restartable[monitor.NAME] = monitor.exited
-    sup.every_loop.append(monitor.poll)
-    try:
-        bucket = Bucket.from_settings(settings)
-        if args.regenerate or not all(bucket.exists(raw_key(t)) for t in RAW_TABLES):
-            sup.run_step(
-                "generate raw data", [exe, "generate", "--scale", str(args.scale), "--seed", str(args.seed)]
-            )
-        else:
-            log.info("raw files already in %s; keeping them (use --regenerate to replace)", bucket.uri("raw"))
-        if not args.skip_batch:
-            sup.run_step(
-                "materialize the batch layer",
-                [
-                    dagster,
-                    "asset",
-                    "materialize",
-                    "-m",
-                    "netflix_assets.definitions",
-                    "--select",
-                    BATCH_SELECTION,
-                ],
-            )
-        if args.no_ui:
-            return 0
-        if settings.embedded_kafka:
-            sup.spawn("broker", [exe, "broker"])
-            reachable = KafkaCluster.from_settings(settings).wait_until_reachable(timeout_s=60)
-            log.info("embedded broker up at %s", reachable)
-        else:
-            log.info("using the Kafka cluster at %s; no embedded broker", settings.kafka_bootstrap_servers)
-        if args.rate > 0:
-            sup.spawn(
-                "producer",
-                [exe, "produce", "--rate", str(args.rate), "--poison-rate", str(args.poison_rate), "--quiet"],
-            )
-        # -- dashboards (issue 13): one more supervised service; Ctrl-C stops it with the others ------------
-        sup.spawn("dashboards", [exe, "dashboards"])
-        for dashboard in DASHBOARDS:
-            log.info("%s dashboard: %s", dashboard.title, dashboard_url(settings, dashboard))
-        # ------------------------------------------------------------------------------------------------
-        monitor.start()  # on-call (issue 12)
-        sup.spawn(
-            "dagster dev",
-            [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
-             "-h", "127.0.0.1", "-p", str(settings.dagster_port)],
-        )  # fmt: skip
-        log.info(
-            "Dagster UI: http://127.0.0.1:%d; the streaming sensor starts the stream within seconds and "
-            "engagement_health_realtime fills within a minute (Ctrl-C stops everything)",
-            settings.dagster_port,
+@dataclass
+class Launch:
+    """One ``netflix-lambda up``: where things are, and the launcher's own actions on Dagster."""
+
+    args: argparse.Namespace
+    settings: Settings
+    log_dir: Path
+    socket_dir: Path
+    started_epoch: float = field(default_factory=time.time)
+    location: Location | None = None
+    _load_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.api = DagsterApi(self.ui_url)
+        self.stream = RunFollower(self.api, SPEED_JOB, self._stream_report, since=self.started_epoch)
+        self.batch = RunFollower(self.api, BATCH_JOB, self._batch_report, since=self.started_epoch)
+        self.monitor = SupervisedMonitor(self.settings, self.bin("netflix-lambda"), self.args.rate > 0)
+        self.supervisor: Supervisor | None = None
+
+    # -- where things are ---------------------------------------------------------------------------
+    @property
+    def ui_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.settings.dagster_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.settings.data_dir).resolve()
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.data_dir / "dagster_home"
+
+    @property
+    def workspace(self) -> Path:
+        return self.dagster_home / "workspace.yaml"
+
+    @property
+    def socket(self) -> Path:
+        return self.socket_dir / "code.sock"
+
+    def bin(self, name: str) -> str:
+        return str(Path(sys.executable).parent / name)
+
+    def env(self) -> dict[str, str]:
+        env = self.settings.subprocess_env()
+        env["DAGSTER_HOME"] = str(self.dagster_home)
+        env["PYTHONUNBUFFERED"] = "1"  # log files fill as things happen, not when a buffer does
+        return env
+
+    def prepare_instance(self) -> None:
+        """Dagster's instance config and a workspace pointing at the code server's socket."""
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        (self.dagster_home / "dagster.yaml").write_text(DAGSTER_YAML)
+        self.workspace.write_text(
+            "# Written by `netflix-lambda up`: the webserver and the daemon share one code server.\n"
+            f"load_from:\n  - grpc_server:\n      socket: {self.socket}\n      location_name: {LOCATION}\n"
         )
-        return sup.wait()
-    finally:
-        sup.stop_all()
+
+    # -- readiness ----------------------------------------------------------------------------------
+    def broker_ready(self) -> str | None:
+        state = read_state(KafkaCluster.from_settings(self.settings).state_dir)
+        return state.bootstrap_servers if state else None
+
+    def code_server_ready(self) -> str | None:
+        return "" if self.socket.exists() else None
+
+    def dashboards_ready(self) -> str | None:
+        """The dashboards server answers its health check; the detail is where each dashboard is."""
+        try:
+            with urllib.request.urlopen(f"{base_url(self.settings)}/_stcore/health", timeout=1) as response:
+                if response.status != 200:
+                    return None
+        except OSError:
+            return None
+        return ", ".join(f"{d.title} at {dashboard_url(self.settings, d)}" for d in DASHBOARDS)
+
+    def ui_ready(self) -> str | None:
+        """The UI serves and shows the code location; a load error is said once, with what to do."""
+        if not self.api.serving():
+            return None
+        try:
+            location = next((loc for loc in self.api.locations() if loc.name == LOCATION), None)
+        except (DagsterApiError, OSError):
+            return None
+        if location is not None and location.error and location.error != self._load_error:
+            self._load_error = location.error
+            log.error(
+                "the Dagster definitions failed to load: %s. The UI at %s shows the whole error; fix it and "
+                "press Reload (Deployment → Code locations). Runs are launched once they load",
+                location.error.strip().splitlines()[-1],
+                self.ui_url,
+            )
+        if location is None or not location.loaded:
+            return None
+        self.location = location
+        return self.ui_url
+
+    # -- actions ------------------------------------------------------------------------------------
+    def cancel_stale_runs(self) -> str:
+        """Runs "in progress" from a start that ended without stopping them (SIGKILL, power loss) have no
+        process left; marked canceled so the sensor and the run queue do not wait for them forever."""
+        stale = [
+            run
+            for run in self.api.runs(None, IN_PROGRESS, limit=50)
+            if run.created < self.started_epoch and run.status != "QUEUED"
+        ]
+        for run in stale:
+            self.api.terminate(run.run_id, immediately=True)
+        if not stale:
+            return ""
+        return f"marked {len(stale)} run(s) left in progress by an earlier start as canceled: " + ", ".join(
+            f"{r.job} {r.run_id[:8]}" for r in stale
+        )
+
+    def launch(self, job: str, follower: RunFollower) -> str:
+        """Launch ``job`` unless a run of it is already on its way; the follower reports from then on."""
+        assert self.location is not None
+        follower.launching()
+        run_id, launched_here = None, True
+        try:
+            active = self.api.runs(job, IN_PROGRESS, limit=1)
+            if active:
+                run_id, launched_here = active[0].run_id, False
+                return f"{job}: run {run_id[:8]} is already {active[0].status.lower()}; not launching another"
+            try:
+                run_id = self.api.launch(self.location, job, LAUNCHED_BY)
+            except TimeoutError:  # the webserver may have created the run before the answer timed out
+                created = [r for r in self.api.runs(job, limit=1) if r.created >= self.started_epoch]
+                if not created:
+                    raise
+                run_id = created[0].run_id
+            return ""
+        finally:
+            follower.follow(run_id, launched_here)
+
+    def _stream_report(self, run: Run, launched_here: bool) -> StreamReport:
+        return StreamReport(self.ui_url, run, launched_here, self.elapsed)
+
+    def _batch_report(self, run: Run, launched_here: bool) -> BatchReport:
+        return BatchReport(self.ui_url, run, launched_here, self.elapsed, marts=self.marts_summary)
+
+    def elapsed(self) -> float:
+        return time.time() - self.started_epoch
+
+    def marts_summary(self) -> str:
+        if self.settings.warehouse.value != "duckdb":
+            return f"marts published to BigQuery dataset {self.settings.bigquery_dataset}"
+        return f"marts published in {WarehouseLayout.from_settings(self.settings).batch_published}"
+
+    # -- stopping -----------------------------------------------------------------------------------
+    def stop_runs(self) -> None:
+        """Terminate runs in progress through the API and wait for them to end (bounded)."""
+        RunReport.stopping = True
+        try:
+            runs = self.api.runs(None, IN_PROGRESS, limit=50)
+            for run in runs:
+                self.api.terminate(run.run_id)
+        except (DagsterApiError, OSError) as exc:
+            log.debug("terminating runs through the API: %s", exc)
+            return
+        if not runs:
+            return
+        log.info("stopping %d run(s): the stream ends after its current micro-batch (Ctrl-C again: stop at "
+                 "once)", len(runs))  # fmt: skip
+        deadline = time.monotonic() + RUNS_STOP_S
+        while time.monotonic() < deadline:
+            self.stream.poll()
+            self.batch.poll()
+            try:
+                if not self.api.runs(None, IN_PROGRESS, limit=1):
+                    return
+            except (DagsterApiError, OSError):
+                return
+            time.sleep(1)
+        log.warning("runs still in progress after %.0f s; their processes are stopped below", RUNS_STOP_S)
+
+
+def stack(launch: Launch) -> list[Unit]:
+    """Everything ``netflix-lambda up`` starts, in dependency order (``after``), and what it says."""
+    args, settings = launch.args, launch.settings
+    exe, level = launch.bin("netflix-lambda"), "debug" if settings.log_level == "DEBUG" else "info"
+    bucket = Bucket.from_settings(settings)
+    units: list[Unit] = []
+    if args.regenerate or not all(bucket.exists(raw_key(t)) for t in RAW_TABLES):
+        units.append(Service(
+            "raw data", [exe, "generate", "--scale", str(args.scale), "--seed", str(args.seed)],
+            says=f"raw data generated: {len(RAW_TABLES)} CSVs at scale {args.scale:g} in {bucket.uri('raw')}",
+            oneshot=True, log_name="generate.log",
+        ))  # fmt: skip
+    else:
+        raw_note = f"raw files already in {bucket.uri('raw')}; keeping them (--regenerate replaces them)"
+        units.append(Action("raw data", lambda: raw_note))
+    if settings.embedded_kafka:
+        units.append(Service(
+            "broker", [exe, "broker"], says="Kafka broker (embedded Tansu) up at {detail}",
+            ready=launch.broker_ready,
+            hint="If it says a broker is already running (an earlier start that was killed), run "
+            "`netflix-lambda broker --stop` and start again",
+        ))  # fmt: skip
+    else:
+        kafka_note = f"using the Kafka cluster at {settings.kafka_bootstrap_servers}; no embedded broker"
+        units.append(Action("broker", lambda: kafka_note))
+    # On-call (issue 12, docs/slos.md): the SLO monitor once there is a broker to sample (it would page
+    # "broker unreachable" otherwise), restarted with backoff whenever it dies, its alerts echoed here.
+    units.append(launch.monitor.service(after=("broker",)))
+    units += [
+        Service(
+            "code server",
+            [launch.bin("dagster"), "code-server", "start", "--socket", str(launch.socket),
+             "--module-name", CODE_MODULE, "--location-name", LOCATION, "--log-level", level],
+            says="", ready=launch.code_server_ready, stop_signal=signal.SIGINT,
+            log_name="dagster-code-server.log",  # the runs it launches log here too: Spark, dbt
+        ),
+        Service(
+            "ui",
+            [launch.bin("dagster-webserver"), "-w", str(launch.workspace), "-h", LOOPBACK,
+             "-p", str(settings.dagster_port), "--dagster-log-level", level],
+            says="Dagster UI at {detail} (Ctrl-C here stops everything)", ready=launch.ui_ready,
+            after=("code server",), stop_signal=signal.SIGINT, log_name="dagster-webserver.log",
+        ),
+        Service(
+            "daemon",
+            [launch.bin("dagster-daemon"), "run", "-w", str(launch.workspace), "--log-level", level],
+            says="", after=("code server",), stop_signal=signal.SIGINT, log_name="dagster-daemon.log",
+        ),
+        Action("stale runs", launch.cancel_stale_runs, after=("ui",)),
+        Action("stream run", lambda: launch.launch(SPEED_JOB, launch.stream),
+               after=("stale runs", "broker", "raw data")),
+    ]  # fmt: skip
+    if args.rate > 0:
+        # After the stream's launch: on a fresh (memory-only) broker the sensor then never sees lag before
+        # the launcher's run exists, so it cannot launch a second stream beside it.
+        units.append(Service(
+            "producer",
+            [exe, "produce", "--rate", str(args.rate), "--poison-rate", str(args.poison_rate), "--quiet"],
+            says=f"producer sending {args.rate:g} events/s ({args.poison_rate:.1%} malformed) to "
+            f"{settings.kafka_topic}",
+            after=("stream run",),
+        ))  # fmt: skip
+    # Serving (issue 13, docs/serving.md): the dashboards read published files only, so they start at once
+    # and say "no data yet" until the layers publish; the stack can run without them for a moment.
+    units.append(Service(
+        "dashboards", [exe, "dashboards"], says="dashboards: {detail}", ready=launch.dashboards_ready,
+        restart=True,
+    ))  # fmt: skip
+    if not args.skip_batch:
+        units.append(Action("batch run", lambda: launch.launch(BATCH_JOB, launch.batch),
+                            after=("stale runs", "raw data")))  # fmt: skip
+    return units
+
+
+@contextlib.contextmanager
+def _single_launcher(data_dir: Path) -> Iterator[IO[str]]:
+    """One ``up`` per data folder: a second one would share the broker state, DuckDB files and runs."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "up.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            raise SystemExit(
+                f"another `netflix-lambda up` is running on {data_dir} (pid {lock.read().strip() or '?'}); "
+                "stop it first, or set NETFLIX_DATA_DIR to another folder"
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield lock
+
+
+def _second_signal_kills(supervisor: Supervisor) -> None:
+    """While stopping in order (runs first, which can take a minute), Ctrl-C again kills everything now."""
+
+    def kill(signum: int, _frame: object) -> None:
+        killed = supervisor.kill_all()
+        log.warning("%s again: killed %d process(es) without waiting", signal.Signals(signum).name, killed)
+        os._exit(130)
+
+    signal.signal(signal.SIGINT, kill)
+    signal.signal(signal.SIGTERM, kill)
+
+
+def _port_free(port: int) -> bool:
+    """Free for the webserver, which binds with SO_REUSEADDR (connections in TIME_WAIT do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    data_dir = Path(settings.data_dir).resolve()
+    log_dir = data_dir / "logs"
+    terminal.configure(log_dir, settings.log_level)
+    if not _port_free(settings.dagster_port):
+        log.error(
+            "port %d on %s is taken (another Dagster UI, or an earlier `make run` still stopping?): stop "
+            "it, or choose another port with NETFLIX_DAGSTER_PORT",
+            settings.dagster_port,
+            LOOPBACK,
+        )
+        return 1
+    with _single_launcher(data_dir), tempfile.TemporaryDirectory(prefix="netflix-up-") as socket_dir:
+        launch = Launch(args, settings, log_dir, Path(socket_dir))
+        launch.monitor.check()  # a malformed SLO file stops the launch before anything starts, naming the key
+        launch.prepare_instance()
+        units = stack(launch)
+        files = [f"{u.log_file_name} ({u.name})" for u in units if isinstance(u, Service)]
+        log.info("netflix-lambda up: full logs in %s: up.log (this terminal, in detail), %s", log_dir,
+                 ", ".join(files))  # fmt: skip
+        supervisor = Supervisor(units, launch.env(), PROJECT_ROOT, log_dir)
+        supervisor.pollers += [launch.stream.poll, launch.batch.poll, launch.monitor.echo_alerts]
+        stop = stop_on_signals(log, "stopping everything")
+        if settings.log_level == "DEBUG":
+            LogEcho(log_dir, stop).start()
+        try:
+            while not stop.is_set() and supervisor.failed is None:
+                supervisor.step()
+                stop.wait(0.25)
+            if supervisor.failed:
+                log.error("%s; stopping everything", supervisor.failed)
+        finally:
+            _second_signal_kills(supervisor)
+            supervisor.stop("daemon")  # first: its stream sensor would relaunch the stream stopped below
+            launch.stop_runs()
+            supervisor.stop_all()
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            log.info("stopped everything netflix-lambda up started")
+        return 1 if supervisor.failed else 0

@@ -12,12 +12,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cli.services import Service
 from core.processes import stop_on_signals
 from core.settings import Settings
 from oncall.definitions import SloFileError, load_slo_book
 from oncall.history import HistoryBusy
 
 log = logging.getLogger("oncall.monitor")
+supervision = logging.getLogger("cli.monitor")  # the launcher's terminal shows its cli.* loggers
 CONFIG_ERROR_EXIT_CODE = 2
 STALL_EXIT_CODE = 3  # oncall.monitor.STALL_EXIT_CODE (not imported here: it loads DuckDB and Kafka)
 
@@ -65,7 +67,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 class SupervisedMonitor:
     """The SLO monitor as one service of ``netflix-lambda up``: checked before anything starts, restarted
     (with an ERROR line saying so) when it dies, and its alerts echoed on the launcher's terminal from the
-    alert log, whichever process delivered them (the monitor, or Dagster's watchdog)."""
+    alert log, whichever process delivered them (the monitor, or Dagster's watchdog).
+
+    The launcher runs it as a :class:`cli.services.Service` (:meth:`service`): the supervisor starts the
+    process, asks :meth:`restart_delay` when it exits and calls :meth:`echo_alerts` every loop. A caller
+    with a ``spawn`` of its own drives it with :meth:`start`, :meth:`exited` and :meth:`poll` instead.
+    """
 
     NAME = "slo monitor"
     QUICK_DEATH_S = 10.0  # dying sooner than this after a start slows the restarts down (1, 2, 4 … 60 s)
@@ -75,7 +82,7 @@ class SupervisedMonitor:
         settings: Settings,
         executable: str,
         traffic_expected: bool,
-        spawn: Callable[[str, list[str]], object],
+        spawn: Callable[[str, list[str]], object] | None = None,
     ) -> None:
         from oncall.notifiers.alert_log import AlertLogFollower
 
@@ -88,7 +95,7 @@ class SupervisedMonitor:
         self.alerts = AlertLogFollower(settings.resolved_alert_log_file)
         self.restarts = 0
         self.quick_deaths = 0
-        self.started_at = 0.0
+        self.started_at = time.monotonic()
         self.restart_at: float | None = None
 
     def check(self) -> None:
@@ -98,38 +105,68 @@ class SupervisedMonitor:
         except SloFileError as exc:
             raise SystemExit(f"the SLO monitor cannot start: {exc}") from None
 
+    def started_sentence(self) -> str:
+        return (
+            f"SLO monitor started: alerts go to {', '.join(self.settings.notifier_names)}; alert log "
+            f"{self.settings.resolved_alert_log_file}, monitor log {self.log_file}"
+        )
+
+    def service(self, after: tuple[str, ...] = ()) -> Service:
+        """This monitor as a unit of the launcher's stack (its output, tracebacks included, in
+        ``slo-monitor.log`` beside the others; its own log where :attr:`log_file` says)."""
+        return Service(
+            self.NAME, self.argv, says=self.started_sentence(), after=after,
+            restart_after=self.restart_delay, log_name="slo-monitor.log",
+        )  # fmt: skip
+
     def start(self) -> None:
+        assert self.spawn is not None, "start() needs a spawn; the launcher's supervisor starts the service"
         self.started_at = time.monotonic()
         self.spawn(self.NAME, self.argv)
-        log.info("SLO monitor started: alerts go to %s; alert log %s, monitor log %s",
-                 ", ".join(self.settings.notifier_names), self.settings.resolved_alert_log_file,
-                 self.log_file)  # fmt: skip
+        supervision.info("%s", self.started_sentence())
 
-    def exited(self, code: int | None) -> bool:
-        """The monitor exited: schedule its restart (True), or not when its configuration is wrong."""
+    def restart_delay(self, code: int | None) -> float | None:
+        """The monitor exited: seconds until it starts again (said as an error: nobody watches the SLOs
+        meanwhile), or None when its configuration is wrong (restarting cannot help)."""
         if code == CONFIG_ERROR_EXIT_CODE:
-            log.error("the SLO monitor cannot start (its configuration is wrong); see %s", self.log_file)
-            return False
+            supervision.error(
+                "the SLO monitor cannot start (its configuration is wrong); see %s", self.log_file
+            )
+            return None
         quick = time.monotonic() - self.started_at < self.QUICK_DEATH_S
         self.quick_deaths = self.quick_deaths + 1 if quick else 0
         delay = float(min(2 ** (self.quick_deaths - 1), 60)) if quick else 0.0
-        self.restart_at = time.monotonic() + delay
-        log.error(
+        self.restarts += 1
+        self.started_at = time.monotonic() + delay  # when the next process starts
+        supervision.error(
             "the SLO monitor exited with code %s%s; restarting it in %.0f s (restart %d). Nobody watches the "
             "SLOs until it is back; its log: %s",
             code,
             " (one of its samples hung)" if code == STALL_EXIT_CODE else "",
             delay,
-            self.restarts + 1,
+            self.restarts,
             self.log_file,
         )
+        return delay
+
+    def exited(self, code: int | None) -> bool:
+        """The monitor exited: schedule its restart (True), or not when its configuration is wrong."""
+        delay = self.restart_delay(code)
+        if delay is None:
+            return False
+        self.restart_at = time.monotonic() + delay
         return True
 
     def poll(self) -> None:
-        """Every supervisor loop: restart when due, echo new alerts."""
+        """Every loop of a caller's own supervision: restart when due, echo new alerts."""
         if self.restart_at is not None and time.monotonic() >= self.restart_at:
             self.restart_at = None
-            self.restarts += 1
             self.start()
+        self.echo_alerts()
+
+    def echo_alerts(self) -> None:
+        """New lines of the alert log on the terminal: pages as errors, resolves as warnings."""
         for entry in self.alerts.new_entries():
-            (log.warning if entry.get("action") == "resolve" else log.error)("ALERT %s", entry.get("line"))
+            (supervision.warning if entry.get("action") == "resolve" else supervision.error)(
+                "ALERT %s", entry.get("line")
+            )

@@ -130,8 +130,10 @@ class Settings(BaseSettings):
     )
     spark_driver_host: str | None = Field(
         None,
-        description="Address the driver advertises to executors (spark.driver.host). Unset: 127.0.0.1 in "
-        "local mode and with a master on 127.0.0.1, Spark's own choice (this host's address) otherwise.",
+        description="Address the Spark driver binds and advertises (spark.driver.bindAddress and "
+        "spark.driver.host). Unset: 127.0.0.1 in local mode and with a master on 127.0.0.1 (nothing Spark "
+        "opens listens beyond this machine), Spark's own choice (this host's address) otherwise: a "
+        "cluster's executors must reach the driver.",
     )
     spark_executor_memory: str | None = Field(
         None, description="spark.executor.memory on a cluster (unset: Spark's default, 1g)."
@@ -227,7 +229,26 @@ class Settings(BaseSettings):
     )
 
     # -- dagster ------------------------------------------------------------------------------------
+    batch_niceness: int = Field(
+        5,
+        ge=0,
+        le=19,
+        description="Unix niceness of the batch layer's run (its Spark JVM and dbt inherit it): on a small "
+        "machine the stream (sub-minute SLO) gets about three quarters of the cores when both want them. "
+        "0 = normal priority; higher values starve the batch layer when other work keeps the cores busy.",
+    )
     dagster_port: int = Field(3000, description="Port of the Dagster UI served by `make run`.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO",
+        description="What `netflix-lambda up` prints: `INFO` one sentence per stage, warnings and errors; "
+        "`DEBUG` also every line the processes log (Dagster run events included); `WARNING` only problems. "
+        "Files under `<data_dir>/logs/` always get everything.",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     # -- serving ------------------------------------------------------------------------------------
     dashboard_port: int = Field(
@@ -481,6 +502,19 @@ class Settings(BaseSettings):
         return not self.kafka_bootstrap_servers
 
     @property
+    def spark_driver_address(self) -> str | None:
+        """Where the Spark driver listens: the setting, else loopback in local mode or with a standalone
+        master on loopback (tests, benchmarks), else None (Spark's own choice: executors must reach it)."""
+        if self.spark_driver_host:
+            return self.spark_driver_host
+        master = self.spark_master
+        master_host = master.split("://", 1)[-1].split(":", 1)[0]
+        on_loopback = master.startswith("local") or (
+            master.startswith("spark://") and master_host in ("127.0.0.1", "localhost")
+        )
+        return "127.0.0.1" if on_loopback else None
+
+    @property
     def spark_jar_list(self) -> list[str]:
         return [jar.strip() for jar in (self.spark_jars or "").split(",") if jar.strip()]
 
@@ -520,6 +554,8 @@ class Settings(BaseSettings):
         env["PYSPARK_DRIVER_PYTHON"] = self.pyspark_python
         env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
         env.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        if self.spark_driver_address:  # else Spark looks up the host's address first, and says so
+            env["SPARK_LOCAL_IP"] = self.spark_driver_address
         return env
 
 

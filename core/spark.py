@@ -12,7 +12,6 @@ from pyspark.sql import SparkSession
 
 from core.settings import Settings
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 GCS_FILESYSTEM = "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFileSystem"
 GCS_ABSTRACT_FILESYSTEM = "com.google.cloud.hadoop.fs.gcs.GoogleHadoopFS"
 
@@ -22,16 +21,22 @@ class SparkCannotReadBucket(RuntimeError):
 
 
 def spark_config(settings: Settings) -> dict[str, Any]:
-    """Spark configuration shared by the batch job and the stream (cluster specifics included)."""
+    """Spark configuration shared by the batch job and the stream (cluster specifics included).
+
+    The driver binds and advertises ``settings.spark_driver_address``: 127.0.0.1 in local mode (or with a
+    standalone master on loopback), so nothing Spark opens (driver RPC, block manager) listens beyond this
+    machine; without it Spark binds the machine's network address. A cluster's executors must reach the
+    driver, so there Spark's own choice stands unless ``NETFLIX_SPARK_DRIVER_HOST`` names one.
+    """
     return {**_base_config(settings), **_cluster_config(settings)}
 
 
 def _cluster_config(settings: Settings) -> dict[str, str]:
     """Where the driver listens, what executors get, extra jars and the GCS filesystem, when they apply."""
     conf: dict[str, str] = {}
-    host = settings.spark_driver_host or (LOOPBACK_HOSTS[0] if on_loopback(settings.spark_master) else None)
+    host = settings.spark_driver_address
     if host:
-        conf["spark.driver.host"] = host
+        conf["spark.driver.host"] = conf["spark.driver.bindAddress"] = host
     if settings.spark_executor_memory:
         conf["spark.executor.memory"] = settings.spark_executor_memory
     if settings.spark_cores_max:
@@ -42,14 +47,6 @@ def _cluster_config(settings: Settings) -> dict[str, str]:
         conf["spark.hadoop.fs.gs.impl"] = GCS_FILESYSTEM
         conf["spark.hadoop.fs.AbstractFileSystem.gs.impl"] = GCS_ABSTRACT_FILESYSTEM
     return conf
-
-
-def on_loopback(master: str) -> bool:
-    """Local mode, or a standalone master on this machine's loopback (tests, benchmarks)."""
-    if master.startswith("local"):
-        return True
-    host = master.split("://", 1)[-1].split(":", 1)[0]
-    return master.startswith("spark://") and host in LOOPBACK_HOSTS
 
 
 def require_bucket_filesystem(spark: SparkSession, bucket_uri: str) -> None:

@@ -1,8 +1,13 @@
-"""The code location: every layer's definitions merged with the resources chosen for this deployment."""
+"""The code location: every layer's definitions merged with the resources chosen for this deployment.
+
+Default executor (what a "Materialize" from the UI uses): in-process, at normal priority
+(``defs/executors.py`` says why). A selection that mixes the never-ending stream with batch assets runs the
+steps one after the other; launch ``speed_stream_job`` on its own instead.
+"""
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 
 from core.settings import Settings, get_settings
 from netflix_assets.defs.dbt import definitions as dbt
@@ -22,7 +27,7 @@ def build_definitions(settings: Settings) -> Definitions:
         speed.definitions(settings),
         serving.definitions(),
         oncall.definitions(settings),
-        Definitions(resources=build_resources(settings)),
+        Definitions(resources=build_resources(settings), executor=in_process_executor),
     )
 
 

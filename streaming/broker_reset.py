@@ -32,7 +32,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from core.bucket import Bucket
-from core.contracts.speed import ARCHIVED_CHECKPOINTS_KEY
+from core.contracts.speed import ARCHIVED_CHECKPOINTS_KEY, BROKER_LOSS_HEADLINE
 from core.kafka.admin import cluster_id, ensure_topics
 from core.kafka.cluster import KafkaCluster
 from core.kafka.offsets import end_offsets
@@ -89,7 +89,7 @@ class BrokerReset:
             else ""
         )
         return (
-            f"EMBEDDED BROKER LOST DATA: stream {query_name} reset its checkpoint and restarts from the "
+            f"{BROKER_LOSS_HEADLINE}: stream {query_name} reset its checkpoint and restarts from the "
             f"beginning of topic {topic!r} (automatic reset #{self.number} of this run). "
             f"Cause: {self.cause}. The old checkpoint (cluster {self.previous_cluster}) had committed up to "
             f"{committed}{unfinished}. The broker now is cluster {self.cluster} with end offsets "

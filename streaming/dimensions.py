@@ -9,6 +9,12 @@ A user's **usual quality** is the modal quality class of their Silver watch hist
 the *lower* class so that a session is flagged as a downgrade only when it is below every one of the
 user's most frequent classes. Classes are ranked SD (1) < HD (2) < 4K (3) = Ultra HD (3): the two top
 tiers are the same resolution class sold under two names, so their sessions are counted together.
+
+The dimensions are computed in the driver, with DuckDB over Arrow, and handed to Spark as local relations
+ready to broadcast: they are broadcast-sized by design, and the same work as Spark jobs (reading three
+Parquet tables, a shuffle and a window for the usual quality, two counts to fill the caches) cost a fresh
+JVM about 20 CPU-seconds before the stream's first micro-batch, against about 3 here (measured with
+bench/bench_stream_start.py during development; docs/benchmarks.md says what is still to re-measure).
 """
 
 from __future__ import annotations
@@ -17,8 +23,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import duckdb
 import pandas as pd
-from pyspark.sql import DataFrame, SparkSession, Window
+import pyarrow as pa
+import pyarrow.dataset as ds
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from core.bucket import Bucket
@@ -53,64 +62,76 @@ def quality_rank(column: str = "quality") -> F.Column:
     return mapping[F.col(column)]
 
 
+def _committed_parquet(bucket: Bucket, table: str) -> dict[str, dict]:
+    """The table's Parquet files as readers see them: files under a folder or with a name starting with
+    ``_`` or ``.`` (a Spark job's ``_temporary/`` while it writes) are not part of the table yet."""
+    base = bucket.path(CONTRACTS[table].silver_key)
+    if not bucket.fs.exists(base):
+        return {}
+    return {
+        path: info
+        for path, info in sorted(bucket.fs.find(base, detail=True).items())
+        if path.endswith(".parquet")
+        and not any(part.startswith(("_", ".")) for part in path[len(base) :].strip("/").split("/"))
+    }
+
+
 def silver_signature(bucket: Bucket) -> tuple[tuple[str, int, float], ...]:
     """(file, size, mtime) of every Silver file the stream reads: a change means the batch layer re-ran."""
-    entries = []
-    for table in ("users", "movies", "watch_history"):
-        base = bucket.path(CONTRACTS[table].silver_key)
-        if not bucket.fs.exists(base):
-            continue
-        for path, info in sorted(bucket.fs.find(base, detail=True).items()):
-            if path.endswith(".parquet"):
-                entries.append(
-                    (path, int(info.get("size") or 0), float(info.get("mtime") or info.get("updated") or 0))
-                )
-    return tuple(entries)
+    return tuple(
+        (path, int(info.get("size") or 0), float(info.get("mtime") or info.get("updated") or 0))
+        for table in ("users", "movies", "watch_history")
+        for path, info in _committed_parquet(bucket, table).items()
+    )
 
 
 def _has_silver(bucket: Bucket, table: str) -> bool:
-    base = bucket.path(CONTRACTS[table].silver_key)
-    return bucket.fs.exists(base) and any(p.endswith(".parquet") for p in bucket.fs.find(base))
+    return bool(_committed_parquet(bucket, table))
 
 
 def load_dimensions(spark: SparkSession, bucket: Bucket) -> Dimensions:
-    """Users (with usual quality) and movies, cached; each from Silver, else from raw with a warning."""
+    """Users (with usual quality) and movies; each from Silver, else from raw with a warning."""
     source: dict[str, str] = {}
     signature = silver_signature(bucket)
-    users = _dimension(spark, bucket, "users", USER_COLUMNS, _raw_users, USERS_SCHEMA, source)
-    movies = _dimension(spark, bucket, "movies", MOVIE_COLUMNS, _raw_movies, MOVIES_SCHEMA, source)
+    users = _dimension(bucket, "users", USER_COLUMNS, _raw_users, USERS_SCHEMA, source)
+    movies = _dimension(bucket, "movies", MOVIE_COLUMNS, _raw_movies, MOVIES_SCHEMA, source)
     if _has_silver(bucket, "watch_history"):
         source["usual_quality"] = bucket.uri(CONTRACTS["watch_history"].silver_key)
-        usual = usual_quality(spark.read.parquet(source["usual_quality"]))
-        users = users.join(usual, "user_id", "left")
+        users = with_usual_quality(users, _silver_table(bucket, "watch_history", ("user_id", "quality")))
     else:
-        users = users.withColumn("usual_quality_rank", F.lit(None).cast("int"))
+        users = users.append_column("usual_quality_rank", pa.nulls(users.num_rows, pa.int32()))
         source["usual_quality"] = "unknown (Silver watch_history missing: no quality downgrade is flagged)"
         log.warning("Silver watch_history not found: quality downgrades cannot be detected until it exists")
-    users = users.cache()
-    movies = movies.cache()
     log.info(
         "dimensions loaded: %d users, %d movies (%s)",
-        users.count(),
-        movies.count(),
+        users.num_rows,
+        movies.num_rows,
         "; ".join(f"{k}: {v}" for k, v in source.items()),
     )
-    return Dimensions(users, movies, source, signature)
+    return Dimensions(spark.createDataFrame(users), spark.createDataFrame(movies), source, signature)
+
+
+def _silver_table(bucket: Bucket, table: str, columns: tuple[str, ...]) -> pa.Table:
+    """Columns of a Silver table (partitioned or not), read through the bucket's filesystem."""
+    path = bucket.path(CONTRACTS[table].silver_key)
+    dataset = ds.dataset(path, filesystem=bucket.fs, format="parquet", partitioning="hive")
+    return dataset.to_table(columns=list(columns))
 
 
 def _dimension(
-    spark: SparkSession,
     bucket: Bucket,
     table: str,
     columns: tuple[str, ...],
     raw_rows: Callable[[Bucket], pd.DataFrame],
-    raw_schema: str,
+    raw_schema: pa.Schema,
     source: dict[str, str],
-) -> DataFrame:
+) -> pa.Table:
     """One row per key of ``table`` from Silver, else from the raw CSV with a warning; notes the source."""
     if _has_silver(bucket, table):
         source[table] = bucket.uri(CONTRACTS[table].silver_key)
-        return spark.read.parquet(source[table]).select(*columns).dropDuplicates([columns[0]])
+        key = columns[0]
+        return _query(f"SELECT * FROM t QUALIFY row_number() OVER (PARTITION BY {key}) = 1",
+                      t=_silver_table(bucket, table, columns))  # fmt: skip
     source[table] = bucket.uri(find_raw_key(bucket, table)) + f" (fallback: Silver {table} missing)"
     log.warning(
         "Silver %s not found at %s: joining raw %s.csv, de-duplicated",
@@ -118,32 +139,50 @@ def _dimension(
         bucket.uri(CONTRACTS[table].silver_key),
         table,
     )
-    return spark.createDataFrame(raw_rows(bucket), raw_schema)
+    return pa.Table.from_pandas(raw_rows(bucket), schema=raw_schema, preserve_index=False)
 
 
-def usual_quality(watch_history: DataFrame) -> DataFrame:
-    """user_id → usual_quality_rank: the most frequent quality *class* (4K and Ultra HD counted together,
-    since they rank the same), ties towards the lower rank."""
-    counted = (
-        watch_history.where(F.col("user_id").isNotNull())
-        .withColumn("rank", quality_rank("quality"))
-        .where(F.col("rank").isNotNull())
-        .groupBy("user_id", "rank")
-        .count()
-    )
-    order = Window.partitionBy("user_id").orderBy(F.col("count").desc(), F.col("rank").asc())
-    return (
-        counted.withColumn("n", F.row_number().over(order))
-        .where("n = 1")
-        .select("user_id", F.col("rank").cast("int").alias("usual_quality_rank"))
-    )
+def with_usual_quality(users: pa.Table, watch_history: pa.Table) -> pa.Table:
+    """``users`` plus usual_quality_rank: the most frequent quality *class* of each user's sessions (4K and
+    Ultra HD counted together, since they rank the same), ties towards the lower rank; null without any
+    ranked session."""
+    ranks = " ".join(f"WHEN '{quality}' THEN {rank}" for quality, rank in QUALITY_RANK.items())
+    query = f"""
+        WITH ranked AS (
+            SELECT user_id, CASE quality {ranks} END AS quality_rank FROM watch_history
+            WHERE user_id IS NOT NULL),
+        counted AS (
+            SELECT user_id, quality_rank, count(*) AS sessions FROM ranked
+            WHERE quality_rank IS NOT NULL GROUP BY user_id, quality_rank),
+        usual AS (
+            SELECT user_id, CAST(quality_rank AS INTEGER) AS usual_quality_rank FROM counted
+            QUALIFY row_number() OVER (PARTITION BY user_id ORDER BY sessions DESC, quality_rank) = 1)
+        SELECT users.*, usual.usual_quality_rank FROM users LEFT JOIN usual USING (user_id)
+    """
+    return _query(query, users=users, watch_history=watch_history)
+
+
+def _query(sql: str, **tables: pa.Table) -> pa.Table:
+    """``sql`` over Arrow tables, in a connection of its own (the stream reloads dimensions from its
+    micro-batch thread)."""
+    with duckdb.connect() as con:
+        for name, table in tables.items():
+            con.register(name, table)
+        return con.sql(sql).to_arrow_table()
 
 
 # -- raw fallback --------------------------------------------------------------------------------------------
-USERS_SCHEMA = "user_id string, country string, monthly_spend double"
-MOVIES_SCHEMA = (
-    "movie_id string, genre_primary string, content_type string, is_netflix_original boolean, "
-    "imdb_rating double"
+USERS_SCHEMA = pa.schema(
+    [("user_id", pa.string()), ("country", pa.string()), ("monthly_spend", pa.float64())]
+)
+MOVIES_SCHEMA = pa.schema(
+    [
+        ("movie_id", pa.string()),
+        ("genre_primary", pa.string()),
+        ("content_type", pa.string()),
+        ("is_netflix_original", pa.bool_()),
+        ("imdb_rating", pa.float64()),
+    ]
 )
 
 

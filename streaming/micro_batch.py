@@ -173,7 +173,13 @@ class MicroBatchProcessor:
         self._dims_checked = time.monotonic()
         if silver_signature(self.bucket) != self.dims.signature:
             log.info("Silver users/movies/watch_history changed: reloading the stream's dimensions")
-            old, self.dims = self.dims, load_dimensions(self.spark, self.bucket)
+            try:
+                fresh = load_dimensions(self.spark, self.bucket)
+            except Exception as exc:  # e.g. read while the batch layer rewrites Silver: keep what works
+                log.warning("reloading the dimensions failed (%s); keeping the current ones, retrying in "
+                            "%.0f s", exc, DIMENSION_CHECK_INTERVAL_S)  # fmt: skip
+                return
+            old, self.dims = self.dims, fresh
             old.unpersist()
 
     # -- the batch ------------------------------------------------------------------------------------

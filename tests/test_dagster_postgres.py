@@ -30,7 +30,7 @@ from core.kafka.cluster import KafkaCluster
 from core.settings import PROJECT_ROOT, Settings
 from datagen import generate
 from embedded_broker.process import EmbeddedBroker
-from netflix_assets.defs.dbt.schedules import batch_layer_job
+from netflix_assets.defs.dbt.schedules import BATCH_JOB
 from netflix_assets.defs.speed.jobs import JOB_NAME as STREAM_JOB
 from producer.publish import produce
 from producer.sources import Catalog, synthetic_source
@@ -117,14 +117,12 @@ def test_sensor_launched_stream_and_a_batch_run_share_a_postgres_instance(
             run_config = tmp_path / "batch-run.yaml"
             run_config.write_text("execution:\n  config:\n    in_process: {}\n")
             launch = subprocess.run(
-                [str(Path(sys.executable).parent / "dagster"), "job", "launch", "-j", batch_layer_job.name,
+                [str(Path(sys.executable).parent / "dagster"), "job", "launch", "-j", BATCH_JOB,
                  "-w", "workspace.yaml", "-c", str(run_config)],
                 cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
             )  # fmt: skip
             assert launch.returncode == 0, launch.stdout[-3000:] + launch.stderr[-3000:]
-            batch = _wait(
-                "the batch run to finish", lambda: _finished(instance, batch_layer_job.name), daemon_log
-            )
+            batch = _wait("the batch run to finish", lambda: _finished(instance, BATCH_JOB), daemon_log)
             assert batch.status == DagsterRunStatus.SUCCESS, instance.all_logs(batch.run_id)[-5:]
             # Both at once: a stream ran while the batch ran, and one still runs after it. (A stream that
             # fails, e.g. a Spark worker timing out on an overloaded machine, is relaunched by the sensor:
@@ -140,7 +138,7 @@ def test_sensor_launched_stream_and_a_batch_run_share_a_postgres_instance(
             realtime = lambda: _materializations(postgres, "engagement_health_realtime")  # noqa: E731
             _wait("a realtime materialization", realtime, daemon_log)
             rows = _query(postgres, "SELECT pipeline_name, status FROM runs ORDER BY create_timestamp")
-            assert (STREAM_JOB, "STARTED") in rows and (batch_layer_job.name, "SUCCESS") in rows
+            assert (STREAM_JOB, "STARTED") in rows and (BATCH_JOB, "SUCCESS") in rows
             assert _materializations(postgres, "monthly_engagement") >= 1
             tags = dict(_query(postgres, f"SELECT key, value FROM run_tags WHERE run_id = '{stream.run_id}'"))
             assert tags["netflix/layer"] == "speed" and tags["dagster/sensor_name"] == "speed_stream_sensor"

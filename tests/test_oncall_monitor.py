@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from dagster import (
     AssetCheckSeverity,
@@ -22,6 +24,7 @@ from dagster import (
 )
 
 from cli.monitor import CONFIG_ERROR_EXIT_CODE, SupervisedMonitor
+from cli.services import Supervisor
 from core.settings import Settings
 from core.warehouse import WarehouseLayout, connect_serving
 from netflix_assets.defs.oncall.assets import build_slo_status
@@ -123,6 +126,43 @@ def test_the_run_command_restarts_a_dead_monitor_says_so_and_echoes_alerts(
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=30)
     assert service.exited(CONFIG_ERROR_EXIT_CODE) is False, "a wrong configuration is not restarted"
+
+
+def test_netflix_lambda_up_supervises_the_monitor_as_a_service_with_its_backoff(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The launcher's own supervisor (cli/services.py) runs the monitor's Service: started, restarted after
+    a SIGKILL with the monitor's error line, stopped by PID with the rest."""
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NETFLIX_")}
+    env["NETFLIX_DATA_DIR"] = str(settings.data_dir)
+    monitor = SupervisedMonitor(settings, EXE, traffic_expected=False)
+    supervisor = Supervisor([monitor.service()], env=env, cwd=tmp_path, log_dir=tmp_path / "logs")
+    (tmp_path / "logs").mkdir()
+
+    def step_until(done: Callable[[], bool], timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not done() and time.monotonic() < deadline:
+            supervisor.step()
+            time.sleep(0.1)
+
+    try:
+        with caplog.at_level(logging.INFO):
+            step_until(lambda: SupervisedMonitor.NAME in supervisor.ready)
+            first = supervisor.pids()[0]
+            time.sleep(2)
+            os.kill(first, signal.SIGKILL)
+            step_until(lambda: supervisor.pids()[:1] not in ([], [first]))
+        second = supervisor.pids()[0]
+        assert second != first and "monitor" in psutil.Process(second).cmdline()
+        said = [r.getMessage() for r in caplog.records]
+        assert monitor.started_sentence() in said
+        assert any("the SLO monitor exited with code -9" in m and "restarting it" in m for m in said), said
+        assert "--no-traffic-expected" in psutil.Process(second).cmdline()
+        assert supervisor.failed is None
+    finally:
+        supervisor.stop_all()
+    assert not psutil.pid_exists(second) or psutil.Process(second).status() == psutil.STATUS_ZOMBIE
 
 
 def test_the_crash_loop_guard_giving_up_pages_and_a_clean_run_resolves_it(tmp_path: Path) -> None:

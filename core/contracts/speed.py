@@ -19,6 +19,9 @@ SINK_KEYS: dict[str, str] = {
 }
 CHECKPOINTS_KEY = "speed/_checkpoints"
 ARCHIVED_CHECKPOINTS_KEY = f"{CHECKPOINTS_KEY}/_archived"
+# First words of the stream's error when it resets its checkpoint to a broker that lost data (the run
+# command recognises it: the embedded broker starts empty at every start).
+BROKER_LOSS_HEADLINE = "EMBEDDED BROKER LOST DATA"
 QUERY_NAME = "watch_events"
 
 ENGAGEMENT_TABLE = "engagement_health_realtime"

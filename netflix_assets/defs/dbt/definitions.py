@@ -17,8 +17,9 @@ def definitions(settings: Settings) -> Definitions:
     project = build_dbt_project(settings.warehouse.value)
     values = dbt_vars(Bucket.from_settings(settings), Warehouse.from_settings(settings))
     prepare_manifest(project, dbt_resource(settings), values)
+    job = batch_layer_job(settings)
     return Definitions(
         assets=[build_gold_assets(project, dashboard_links(settings))],
-        jobs=[batch_layer_job],
-        schedules=[batch_layer_hourly],
+        jobs=[job],
+        schedules=[batch_layer_hourly(job)],
     )
