@@ -33,11 +33,13 @@ browser:
 	    exit 1; }; }
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) still missing after apt-get install chromium"; exit 1; }
 
+# Two test files at a time (pytest-xdist, one file per worker so module fixtures are built once): half the
+# suite waits on wall-clock behaviour (on-call breaches, stream triggers, a UI coming up), not on the CPU.
 test: $(STAMP) browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
