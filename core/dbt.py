@@ -33,6 +33,8 @@ def dbt_vars(bucket: Bucket, warehouse: Warehouse) -> dict[str, str]:
         "bigquery_project": bigquery.project or UNSET_PROJECT,
         "bigquery_dataset": bigquery.dataset,
         "silver_dataset": bigquery.silver_dataset,
+        "realtime_dataset": bigquery.realtime_dataset,
+        "speed_dataset": bigquery.speed_dataset,
         "bigquery_location": bigquery.location,
         "bigquery_method": "oauth-secrets" if bigquery.api_endpoint else bigquery.method,
         "bigquery_keyfile": bigquery.keyfile or "",

@@ -123,6 +123,7 @@ class BigQueryTarget:
     keyfile: str | None = None
     realtime_dataset: str = "realtime"
     api_endpoint: str | None = None  # an emulator (tests, benchmarks); anonymous credentials
+    speed_dataset: str = "speed"  # the stream's event sinks as the batch layer's sources (dbt `speed`)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BigQueryTarget:

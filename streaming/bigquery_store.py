@@ -35,6 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import yaml
 from google.cloud import bigquery
 
 from core.bigquery import JOB_TIMEOUT_S, RETRY, ensure_dataset, literal, naive_utc, quoted, table_id
@@ -46,6 +47,7 @@ from core.contracts.speed import (
     PUBLISHED_TABLES,
     USER_ACTIVITY_TABLE,
 )
+from core.dbt import DBT_PROJECT_DIR
 from core.stopwatch import Stopwatch
 from core.warehouse import BigQueryTarget, WarehouseLayout
 from streaming.churn import SEGMENT_KEYS, WINDOW_MINUTES
@@ -74,7 +76,7 @@ DATASET_DESCRIPTION = (
 )
 DUCKDB_TO_BIGQUERY = {
     "BIGINT": "INT64", "INTEGER": "INT64", "DOUBLE": "FLOAT64", "VARCHAR": "STRING", "BOOLEAN": "BOOL",
-    "TIMESTAMP": "TIMESTAMP", "DATE": "DATE",
+    "TIMESTAMP": "TIMESTAMP", "TIMESTAMP WITH TIME ZONE": "TIMESTAMP", "DATE": "DATE",
     "UHUGEINT": "STRING",  # seen_event_keys: BigQuery has no 128-bit integer; the same MD5, in hex
 }  # fmt: skip
 SEEN_TABLE = "seen_event_keys"
@@ -123,6 +125,43 @@ def _null_safe(columns: tuple[str, ...] | list[str]) -> str:
 
 def _keys(prefix: str = "") -> str:
     return ", ".join(f"{prefix}{k}" for k in SEGMENT_KEYS)
+
+
+def create_tables_sql(target: BigQueryTarget, dataset: str, schema: dict[str, list[tuple[str, str]]]) -> str:
+    """One script creating each table of ``schema`` in ``dataset`` unless it exists."""
+    statements = []
+    for name, columns in schema.items():
+        body = ", ".join(f"`{column}` {bq_type}" for column, bq_type in columns)
+        table = quoted(table_id(target, dataset, name))
+        statements.append(f"CREATE TABLE IF NOT EXISTS {table} ({body}) {LAYOUT.get(name, '')}")
+    return ";\n".join(statements) + ";"
+
+
+def ensure_serving_sources(client: bigquery.Client, target: BigQueryTarget) -> None:
+    """Create, empty, the speed layer's tables the batch layer's serving models read, where missing.
+
+    On DuckDB a sink no stream has written yet reads as an empty table (``_speed__sources.yml``); BigQuery
+    has no such fallback, so a batch run before the first stream would fail. The realtime tables get the
+    sink's own schema (the sink adds columns later, never changes types); the event tables the columns the
+    dbt sources declare.
+    """
+    for dataset, schema in ((target.realtime_dataset, realtime_schema()),
+                            (target.speed_dataset, speed_event_schema())):  # fmt: skip
+        ensure_dataset(client, target, dataset, DATASET_DESCRIPTION)
+        client.query(create_tables_sql(target, dataset, schema), retry=RETRY).result(timeout=JOB_TIMEOUT_S)
+
+
+def speed_event_schema() -> dict[str, list[tuple[str, str]]]:
+    """The ``speed`` source's tables and columns, typed as the dbt sources declare them (empty_columns)."""
+    sources = yaml.safe_load((DBT_PROJECT_DIR / "models" / "staging" / "_speed__sources.yml").read_text())
+    [speed] = [source for source in sources["sources"] if source["name"] == "speed"]
+    con = duckdb.connect()
+    try:
+        described = con.execute(f"DESCRIBE SELECT {speed['config']['meta']['empty_columns']}").fetchall()
+    finally:
+        con.close()
+    columns = [(name, DUCKDB_TO_BIGQUERY[duck_type]) for name, duck_type, *_ in described]
+    return {table["name"]: columns for table in speed["tables"]}
 
 
 class BigQueryRealtimeStore:
@@ -190,11 +229,7 @@ class BigQueryRealtimeStore:
         One ``ALTER`` per table that needs it, not one per column: BigQuery allows five metadata updates
         per table in ten seconds.
         """
-        statements = []
-        for name, columns in self.schema.items():
-            body = ", ".join(f"{column} {bq_type}" for column, bq_type in columns)
-            statements.append(f"CREATE TABLE IF NOT EXISTS {self._q(name)} ({body}) {LAYOUT.get(name, '')}")
-        self._run(";\n".join(statements) + ";")
+        self._run(create_tables_sql(self.target, self.dataset, self.schema))
         existing: dict[str, set[str]] = {}
         columns_view = f"`{self.target.project}.{self.dataset}`.INFORMATION_SCHEMA.COLUMNS"
         for table, column in self._run(f"SELECT table_name, column_name FROM {columns_view}").result():
