@@ -89,6 +89,8 @@ LAYOUT = {
     ALERTS_TABLE: "PARTITION BY DATE(window_start) CLUSTER BY window_start, alert_scope",
     LEDGER_TABLE: "CLUSTER BY batch_id",
 }
+# The ledger's counters kept as running totals: read once at start, then added to per committed batch.
+SUMMED_LEDGER_COLUMNS = ("rows_in", "valid", "dead_letters", "late", "duplicates", "legacy_v0")
 # Filled by the script itself; the outcome columns start empty and ``record_outcome`` fills them.
 COMPUTED_LEDGER_COLUMNS = {
     "committed_at": "CURRENT_TIMESTAMP()",
@@ -252,14 +254,11 @@ class BigQueryRealtimeStore:
                 log.info("dropped staging table %s left by an earlier, interrupted batch", item.table_id)
 
     def _read_totals(self) -> dict[str, Any]:
+        sums = ", ".join(f"COALESCE(SUM({column}), 0)" for column in SUMMED_LEDGER_COLUMNS)
         [row] = self._run(
-            "SELECT COUNT(*), COALESCE(SUM(rows_in), 0), COALESCE(SUM(valid), 0), "
-            "COALESCE(SUM(dead_letters), 0), COALESCE(SUM(late), 0), COALESCE(SUM(duplicates), 0), "
-            "COALESCE(SUM(legacy_v0), 0), MAX(batch_id), MAX(max_event_time) "
-            f"FROM {self._q(LEDGER_TABLE)}"
+            f"SELECT COUNT(*), {sums}, MAX(batch_id), MAX(max_event_time) FROM {self._q(LEDGER_TABLE)}"
         ).result()
-        keys = ("batches", "rows_in", "valid", "dead_letters", "late", "duplicates", "legacy_v0",
-                "last_batch_id", "max_event_time")  # fmt: skip
+        keys = ("batches", *SUMMED_LEDGER_COLUMNS, "last_batch_id", "max_event_time")
         totals = dict(zip(keys, row, strict=True))
         totals["max_event_time"] = naive_utc(totals["max_event_time"])
         return totals
@@ -377,7 +376,7 @@ class BigQueryRealtimeStore:
     def _count(self, record: BatchRecord) -> None:
         totals = self._totals
         totals["batches"] += 1
-        for key in ("rows_in", "valid", "dead_letters", "late", "duplicates", "legacy_v0"):
+        for key in SUMMED_LEDGER_COLUMNS:
             totals[key] += getattr(record, key)
         last = totals["last_batch_id"]
         totals["last_batch_id"] = record.batch_id if last is None else max(last, record.batch_id)
