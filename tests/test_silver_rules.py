@@ -20,6 +20,7 @@ from core.bucket import Bucket
 from core.contracts.raw import RAW_COLUMNS, raw_key
 from core.contracts.silver import CONTRACTS
 from silver.job import SilverJob
+from silver.rules import is_one_of
 from tests.spark_fixtures import (  # noqa: F401  (the module's `spark` fixture)
     csv_text,
     silver_test_settings,
@@ -350,3 +351,16 @@ def test_line_numbers_survive_many_file_splits(spark: SparkSession, bucket: Buck
     assert (silver["time_of_day"] == "late\nat night").sum() == len(range(5, 2000, 61)) - len(
         {i for i in range(5, 2000, 61)} & set(range(0, 2000, 97))
     )
+
+
+def test_a_literal_key_set_matches_keys_holding_quotes_and_backslashes(spark: SparkSession) -> None:
+    """The orphan rule's key set is one SQL text: every key must still match itself and nothing else."""
+    keys = ["u_1", "o'brien", "back\\slash", "\\'both", "\\u0041", "tab\tand\nnewline", "ünï", "%_*"]
+    near = ["O'BRIEN", "back\\\\slash", "A", "u_", "%", "tab", ""]
+    frame = spark.createDataFrame([(k,) for k in [*keys, *near, None]], "_t0 string")
+    rows = frame.select("_t0", is_one_of("_t0", keys).alias("member")).collect()
+    assert {r["_t0"]: r["member"] for r in rows if r["_t0"] is not None} == {
+        **dict.fromkeys(keys, True),
+        **dict.fromkeys(near, False),
+    }
+    assert frame.select(is_one_of("_t0", []).alias("m")).where("m").count() == 0
