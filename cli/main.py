@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "stream": ("cli.stream", "run the speed layer's streaming query (Kafka → speed/ → realtime tables)"),
     "dbt": ("cli.dbt", "run dbt by hand with this deployment's --vars, target and folders"),
     "dashboards": ("cli.dashboards", "serve the real-time and historical dashboards on 127.0.0.1"),
+    "spark-classes": ("cli.spark_classes", "write the Spark driver's class archive (faster Spark starts)"),
     "monitor": ("cli.monitor", "run the SLO monitor: sample the SLIs, page, resolve (docs/slos.md)"),
 }
 

@@ -146,6 +146,13 @@ class Settings(BaseSettings):
         description="Comma-separated jars (paths or URLs) for Spark's classpath (spark.jars), e.g. the GCS "
         "connector's shaded jar `gcs-connector-hadoop3-…-shaded.jar` that Spark needs to read `gs://`.",
     )
+    spark_class_archive: str = Field(
+        str(Path(sys.prefix) / "share" / "netflix-lambda" / "spark-classes.jsa"),
+        description="Class-data-sharing archive of the Spark driver JVM (Java AppCDS), written once by "
+        "`netflix-lambda spark-classes` (`make setup` runs it) and used by every Spark start when it exists: "
+        "half the JVM's start-up CPU (docs/benchmarks.md). A stale or foreign archive is ignored by the JVM; "
+        "empty turns it off.",
+    )
     spark_gcs_connector_provided: bool = Field(
         False,
         description="The cluster's Spark already has the GCS connector (Dataproc images do): no jar in "
