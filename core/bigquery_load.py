@@ -6,8 +6,11 @@ job, so readers see the old table or the new one, never half of each, and a reru
 appends. Load jobs are free and do not count against query slots.
 
 * ``gs://`` bucket (production): BigQuery reads the files itself (``load_table_from_uri`` with the explicit
-  file list; nothing passes through this process). Columns a file holds beyond the schema are ignored
-  (``ignore_unknown_values``, which for Parquet means "fields the table schema does not have").
+  file list; nothing passes through this process). Past BigQuery's 10,000 URIs per job (the stream writes
+  a file per micro-batch and hour) the job names the folder instead, ``<folder>/*.parquet``: one URI,
+  every Parquet object under it (the stream's ``.tmp`` files before their rename do not match). Columns a
+  file holds beyond the schema are ignored (``ignore_unknown_values``, which for Parquet means "fields the
+  table schema does not have").
 * local bucket (tests, a laptop pointed at BigQuery), or no file at all: the files are streamed into one
   Parquet file **conformed to the schema** (its columns in order, a column a file lacks as nulls, narrower
   types widened), uploaded by one resumable ``load_table_from_file`` job. With no file this loads an empty
@@ -70,25 +73,23 @@ def arrow_schema(fields: list[bigquery.SchemaField]) -> pa.Schema:
 def load_parquet(
     client: bigquery.Client,
     bucket: Bucket,
+    folder: str,
     keys: list[str],
     destination: str,
     config: bigquery.LoadJobConfig,
-    source: str,
 ) -> LoadResult:
-    """Load the Parquet files ``keys`` into ``destination`` in one job of ``config`` (it carries the schema).
-
-    ``source`` names the files in errors (the folder they were listed from).
-    """
+    """Load the Parquet files ``keys`` (listed under the bucket key ``folder``) into ``destination`` in one
+    job of ``config``, which carries the schema."""
     started = time.perf_counter()
     try:
         if bucket.is_gcs and keys:
-            job = _load_uris(client, bucket, keys, destination, config, source)
+            uris = source_uris(bucket, folder, keys)
+            job = client.load_table_from_uri(uris, destination, job_config=_by_uri(config), retry=RETRY)
         else:
-            job = _load_conformed(client, bucket, keys, destination, config)
-    except ParquetLoadError:
-        raise
+            job = _upload_conformed(client, bucket, keys, destination, config)
+        job.result(timeout=JOB_TIMEOUT_S)
     except Exception as exc:  # BadRequest, Forbidden, timeouts: name the table and the source
-        raise ParquetLoadError(f"loading {source} into {destination} failed: {exc}") from exc
+        raise ParquetLoadError(f"loading {bucket.uri(folder)} into {destination} failed: {exc}") from exc
     return LoadResult(
         table=destination.rsplit(".", 1)[-1],
         table_id=destination,
@@ -99,36 +100,28 @@ def load_parquet(
     )
 
 
-def _load_uris(
-    client: bigquery.Client,
-    bucket: Bucket,
-    keys: list[str],
-    destination: str,
-    config: bigquery.LoadJobConfig,
-    source: str,
-) -> bigquery.LoadJob:
+def source_uris(bucket: Bucket, folder: str, keys: list[str]) -> list[str]:
+    """The files' URIs, or the folder's wildcard when they are more than one job may list."""
     if len(keys) > MAX_SOURCE_URIS:
-        raise ParquetLoadError(
-            f"{len(keys):,} files under {source}: over BigQuery's {MAX_SOURCE_URIS:,} source URIs per "
-            "load job"
-        )
-    config = bigquery.LoadJobConfig.from_api_repr(config.to_api_repr())  # the caller's stays as it was
+        return [f"{bucket.uri(folder).rstrip('/')}/*.parquet"]
+    return [bucket.uri(key) for key in keys]
+
+
+def _by_uri(config: bigquery.LoadJobConfig) -> bigquery.LoadJobConfig:
+    """``config`` (left as it was) that skips the columns BigQuery finds in the files beyond the schema."""
+    config = bigquery.LoadJobConfig.from_api_repr(config.to_api_repr())
     config.ignore_unknown_values = True
-    job = client.load_table_from_uri(
-        [bucket.uri(key) for key in keys], destination, job_config=config, retry=RETRY
-    )
-    job.result(timeout=JOB_TIMEOUT_S)
-    return job
+    return config
 
 
-def _load_conformed(
+def _upload_conformed(
     client: bigquery.Client,
     bucket: Bucket,
     keys: list[str],
     destination: str,
     config: bigquery.LoadJobConfig,
 ) -> bigquery.LoadJob:
-    """Stream the files into one Parquet file of the schema and upload it in one job."""
+    """Stream the files into one Parquet file of the schema and upload it as one job (returned running)."""
     schema = arrow_schema(list(config.schema or []))
     with tempfile.TemporaryDirectory(prefix="bigquery-load-") as tmp:
         combined = Path(tmp) / "table.parquet"
@@ -141,6 +134,4 @@ def _load_conformed(
                 writer.write_table(schema.empty_table())
         with combined.open("rb") as handle:
             # No size: a resumable upload, one request per chunk whatever the file size.
-            job = client.load_table_from_file(handle, destination, job_config=config, rewind=True)
-        job.result(timeout=JOB_TIMEOUT_S)
-    return job
+            return client.load_table_from_file(handle, destination, job_config=config, rewind=True)

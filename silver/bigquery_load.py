@@ -74,8 +74,6 @@ def load_silver_table(
     destination = table_id(target, target.silver_dataset, contract.name)
     ensure_dataset(client, target, target.silver_dataset, DATASET_DESCRIPTION)
     try:
-        return load_parquet(
-            client, bucket, files, destination, load_config(contract), bucket.uri(contract.silver_key)
-        )
+        return load_parquet(client, bucket, contract.silver_key, files, destination, load_config(contract))
     except ParquetLoadError as exc:
         raise SilverLoadError(str(exc)) from exc

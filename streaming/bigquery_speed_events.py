@@ -76,10 +76,10 @@ def load_speed_events(client: bigquery.Client, target: BigQueryTarget, bucket: B
         load_parquet(
             client,
             bucket,
+            table.key,
             parquet_keys(bucket, table.key),
             table_id(target, target.speed_dataset, table.name),
             table.load_config(),
-            bucket.uri(table.key),
         )
         for table in speed_event_tables()
     ]

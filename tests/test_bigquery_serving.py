@@ -17,11 +17,13 @@ causes after the faults. Beyond that:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from google.cloud import bigquery
 from pyspark.sql import SparkSession
@@ -30,12 +32,13 @@ from core.bigquery import bigquery_client, table_id
 from core.bigquery_load import parquet_keys
 from core.bucket import Bucket
 from core.contracts.silver import CONTRACTS
-from core.contracts.speed import PUBLISHED_TABLES
+from core.contracts.speed import PUBLISHED_TABLES, SILVER_KEY
 from core.settings import Settings, WarehouseKind
 from core.warehouse import Warehouse
 from embedded_broker.process import EmbeddedBroker
 from silver.bigquery_load import load_silver_table
-from streaming.bigquery_speed_events import speed_event_tables
+from streaming.bigquery_speed_events import load_speed_events, speed_event_tables
+from streaming.sinks import BatchParquetSink
 from tests import test_serving_merge as on_duckdb
 from tests.conftest import bigquery_settings
 from tests.emulators.bigquery import BigQueryEmulator
@@ -198,3 +201,25 @@ def test_faults_on_bigquery_still_serve_the_truth_and_each_session_once(faulted:
 def test_faults_reconcile_on_bigquery_as_on_duckdb(faulted: Twin) -> None:
     on_duckdb.test_reconciliation_reports_exactly_the_injected_causes(faulted.bigquery)
     assert reconciliation(faulted.bigquery) == reconciliation(faulted.duckdb)
+
+
+def test_a_file_of_an_older_writer_loads_its_missing_column_as_null(clean: Twin, tmp_path: Path) -> None:
+    """A sink file written before the stream recorded a column (here ``kafka_timestamp``) sits beside
+    current ones in the folder: the load takes both, the older rows with NULL in that column."""
+    settings = clean.bigquery.settings
+    stream_bucket = Bucket.from_settings(settings)
+    current = pq.read_table(stream_bucket.local_path(parquet_keys(stream_bucket, SILVER_KEY)[0]))
+    bucket = Bucket.from_settings(Settings(_env_file=None, bucket_url=str(tmp_path / "bucket")))
+    sink = BatchParquetSink(bucket, SILVER_KEY)  # the stream's own writer
+    sink.write(current.drop_columns(["kafka_timestamp"]), 0, "event_time")
+    sink.write(current, 1, "event_time")
+    target = replace(Warehouse.from_settings(settings).bigquery, speed_dataset="speed_older_writer")
+    client = bigquery_client(target)
+    try:
+        loaded = {result.table: result.rows for result in load_speed_events(client, target, bucket)}
+        table = fetch(client, table_id(target, target.speed_dataset, "silver_watch_events"))
+    finally:
+        client.close()
+    assert loaded == {"silver_watch_events": 2 * current.num_rows, "late_events": 0}
+    assert table.column("kafka_timestamp").null_count == current.num_rows
+    assert sorted(table.column("event_id").to_pylist()) == sorted(current.column("event_id").to_pylist() * 2)

@@ -16,6 +16,7 @@ import duckdb
 import pytest
 from google.cloud import bigquery
 
+from core import bigquery_load
 from core.bigquery import bigquery_client
 from core.bucket import Bucket
 from core.contracts.silver import CONTRACTS, TABLE_ORDER
@@ -128,7 +129,7 @@ def gcs_on_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 
 
 def test_a_gs_bucket_is_loaded_by_uri(
-    gcs_on_disk: tuple[str, Path], silver_bucket: Bucket, tmp_path: Path
+    gcs_on_disk: tuple[str, Path], silver_bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Production's path: BigQuery reads the Parquet objects itself (one load job over their URIs).
 
@@ -158,6 +159,11 @@ def test_a_gs_bucket_is_loaded_by_uri(
             job = client.get_job(loaded.job_id)
             assert all(uri.startswith("gs://lake/prod/silver/") for uri in job.source_uris)
             assert job.write_disposition == "WRITE_TRUNCATE"
+        # More files than one job may list (the stream's sinks reach that in a day): the folder's wildcard.
+        monkeypatch.setattr(bigquery_load, "MAX_SOURCE_URIS", 0)
+        again = load_silver_table(client, target, bucket, CONTRACTS["users"])
+        assert client.get_job(again.job_id).source_uris == ["gs://lake/prod/silver/users/*.parquet"]
+        assert bigquery_rows(client, again.table_id, "users") == files_rows(silver_bucket, "users")
 
 
 def test_load_config_replaces_and_partitions_natively() -> None:
