@@ -7,10 +7,9 @@ appends. Load jobs are free and do not count against query slots.
 
 * ``gs://`` bucket (production): BigQuery reads the files itself (``load_table_from_uri`` with the explicit
   file list; nothing passes through this process). Past BigQuery's 10,000 URIs per job (the stream writes
-  a file per micro-batch and hour) the job names the folder instead, ``<folder>/*.parquet``: one URI,
-  every Parquet object under it (the stream's ``.tmp`` files before their rename do not match). Columns a
-  file holds beyond the schema are ignored (``ignore_unknown_values``, which for Parquet means "fields the
-  table schema does not have").
+  a file per micro-batch and hour) the job names each folder instead, ``<folder>/*.parquet`` (the stream's
+  ``.tmp`` files before their rename do not match). Columns a file holds beyond the schema are ignored
+  (``ignore_unknown_values``, which for Parquet means "fields the table schema does not have").
 * local bucket (tests, a laptop pointed at BigQuery), or no file at all: the files are streamed into one
   Parquet file **conformed to the schema** (its columns in order, a column a file lacks as nulls, narrower
   types widened), uploaded by one resumable ``load_table_from_file`` job. With no file this loads an empty
@@ -21,6 +20,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,7 +83,7 @@ def load_parquet(
     started = time.perf_counter()
     try:
         if bucket.is_gcs and keys:
-            uris = source_uris(bucket, folder, keys)
+            uris = source_uris(bucket, keys)
             job = client.load_table_from_uri(uris, destination, job_config=_by_uri(config), retry=RETRY)
         else:
             job = _upload_conformed(client, bucket, keys, destination, config)
@@ -100,11 +100,32 @@ def load_parquet(
     )
 
 
-def source_uris(bucket: Bucket, folder: str, keys: list[str]) -> list[str]:
-    """The files' URIs, or the folder's wildcard when they are more than one job may list."""
-    if len(keys) > MAX_SOURCE_URIS:
-        return [f"{bucket.uri(folder).rstrip('/')}/*.parquet"]
-    return [bucket.uri(key) for key in keys]
+def source_uris(bucket: Bucket, keys: list[str]) -> list[str]:
+    """The files' URIs or, when they are more than one job may list, one ``<folder>/*.parquet`` per folder
+    holding them (the sinks' date/hour folders: 24 a day). Only leaf folders: whether BigQuery's ``*``
+    spans ``/`` must not change what is loaded."""
+    if len(keys) <= MAX_SOURCE_URIS:
+        return [bucket.uri(key) for key in keys]
+    folders = sorted({key.rsplit("/", 1)[0] for key in keys})
+    ancestors = {parent for folder in folders for parent in _parents(folder)}
+    nested = sorted(ancestors.intersection(folders))
+    if len(folders) > MAX_SOURCE_URIS or nested:
+        raise ParquetLoadError(
+            f"{len(keys):,} files in {len(folders):,} folders are over BigQuery's {MAX_SOURCE_URIS:,} source "
+            "URIs per load job, and "
+            + (
+                f"some folders are nested ({nested[0]} holds files and folders)"
+                if nested
+                else "so are the folders"
+            )
+            + ": expire old files or compact them"
+        )
+    return [f"{bucket.uri(folder)}/*.parquet" for folder in folders]
+
+
+def _parents(folder: str) -> Iterator[str]:
+    parts = folder.split("/")
+    return ("/".join(parts[:i]) for i in range(1, len(parts)))
 
 
 def _by_uri(config: bigquery.LoadJobConfig) -> bigquery.LoadJobConfig:

@@ -159,11 +159,15 @@ def test_a_gs_bucket_is_loaded_by_uri(
             job = client.get_job(loaded.job_id)
             assert all(uri.startswith("gs://lake/prod/silver/") for uri in job.source_uris)
             assert job.write_disposition == "WRITE_TRUNCATE"
-        # More files than one job may list (the stream's sinks reach that in a day): the folder's wildcard.
-        monkeypatch.setattr(bigquery_load, "MAX_SOURCE_URIS", 0)
+        # More files than one job may list (the stream's sinks reach that in a day): a wildcard per folder.
+        [users] = sorted(silver_bucket.local_path("silver/users").rglob("*.parquet"))
+        bucket.upload(users, "silver/users/part-copy.parquet")
+        monkeypatch.setattr(bigquery_load, "MAX_SOURCE_URIS", 1)
         again = load_silver_table(client, target, bucket, CONTRACTS["users"])
         assert client.get_job(again.job_id).source_uris == ["gs://lake/prod/silver/users/*.parquet"]
-        assert bigquery_rows(client, again.table_id, "users") == files_rows(silver_bucket, "users")
+        assert bigquery_rows(client, again.table_id, "users") == sorted(
+            files_rows(silver_bucket, "users") * 2, key=repr
+        )
 
 
 def test_load_config_replaces_and_partitions_natively() -> None:
@@ -172,3 +176,20 @@ def test_load_config_replaces_and_partitions_natively() -> None:
     assert "watch_month" not in [f.name for f in config.schema]
     assert config.time_partitioning.field == "watch_date" and config.time_partitioning.type_ == "MONTH"
     assert config.clustering_fields == ["session_id"]
+
+
+def test_past_the_uri_limit_each_leaf_folder_is_one_wildcard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = Bucket.from_settings(Settings(_env_file=None, bucket_url=str(tmp_path / "bucket")))
+    keys = [
+        f"speed/silver/date=2026-12-01/hour={h}/batch-{b:010d}-part-0.parquet" for h in (0, 1) for b in (1, 2)
+    ]
+    monkeypatch.setattr(bigquery_load, "MAX_SOURCE_URIS", 2)
+    assert bigquery_load.source_uris(bucket, keys) == [
+        f"{bucket.uri(f'speed/silver/date=2026-12-01/hour={h}')}/*.parquet" for h in (0, 1)
+    ]
+    nested = [*keys, "speed/silver/date=2026-12-01/part-0.parquet"]  # a folder holding files and folders
+    monkeypatch.setattr(bigquery_load, "MAX_SOURCE_URIS", 3)
+    with pytest.raises(bigquery_load.ParquetLoadError, match="are nested .*date=2026-12-01 holds files"):
+        bigquery_load.source_uris(bucket, nested)
