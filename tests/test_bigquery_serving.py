@@ -79,13 +79,9 @@ def export_realtime(settings: Settings) -> None:
     try:
         for table in PUBLISHED_TABLES:
             name = table_id(warehouse.bigquery, warehouse.bigquery.realtime_dataset, table)
-            arrow = client.query(f"SELECT * FROM `{name}`").to_arrow(create_bqstorage_client=False)
-            naive = pa.schema(
-                [
-                    f.with_type(pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f
-                    for f in arrow.schema
-                ]
-            )
+            arrow = fetch(client, name)
+            naive = pa.schema([f.with_type(pa.timestamp("us")) if pa.types.is_timestamp(f.type) else f
+                               for f in arrow.schema])  # fmt: skip
             con.register("fetched", arrow.cast(naive))
             con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM fetched")
             con.unregister("fetched")

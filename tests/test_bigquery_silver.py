@@ -191,5 +191,5 @@ def test_past_the_uri_limit_each_leaf_folder_is_one_wildcard(
     ]
     nested = [*keys, "speed/silver/date=2026-12-01/part-0.parquet"]  # a folder holding files and folders
     monkeypatch.setattr(bigquery_load, "MAX_SOURCE_URIS", 3)
-    with pytest.raises(bigquery_load.ParquetLoadError, match="are nested .*date=2026-12-01 holds files"):
+    with pytest.raises(bigquery_load.ParquetLoadError, match=r"are nested .*date=2026-12-01 holds files"):
         bigquery_load.source_uris(bucket, nested)
