@@ -35,7 +35,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 from google.cloud import bigquery
 
 from core.bigquery import JOB_TIMEOUT_S, RETRY, ensure_dataset, literal, naive_utc, quoted, table_id
@@ -47,7 +46,6 @@ from core.contracts.speed import (
     PUBLISHED_TABLES,
     USER_ACTIVITY_TABLE,
 )
-from core.dbt import DBT_PROJECT_DIR
 from core.stopwatch import Stopwatch
 from core.warehouse import BigQueryTarget, WarehouseLayout
 from streaming.churn import SEGMENT_KEYS, WINDOW_MINUTES
@@ -139,31 +137,17 @@ def create_tables_sql(target: BigQueryTarget, dataset: str, schema: dict[str, li
     return ";\n".join(statements) + ";"
 
 
-def ensure_serving_sources(client: bigquery.Client, target: BigQueryTarget) -> None:
-    """Create, empty, the speed layer's tables the batch layer's serving models read, where missing.
+def ensure_realtime_sources(client: bigquery.Client, target: BigQueryTarget) -> None:
+    """Create, empty, the realtime tables the batch layer's serving models read, where missing.
 
     On DuckDB a sink no stream has written yet reads as an empty table (``_speed__sources.yml``); BigQuery
-    has no such fallback, so a batch run before the first stream would fail. The realtime tables get the
-    sink's own schema (the sink adds columns later, never changes types); the event tables the columns the
-    dbt sources declare.
+    has no such fallback, so a batch run before the first stream would fail. The tables get the sink's own
+    schema (the sink adds columns later, never changes types). The speed layer's event tables are loaded
+    from the bucket instead (``streaming.bigquery_speed_events``).
     """
-    for dataset, schema in ((target.realtime_dataset, realtime_schema()),
-                            (target.speed_dataset, speed_event_schema())):  # fmt: skip
-        ensure_dataset(client, target, dataset, DATASET_DESCRIPTION)
-        client.query(create_tables_sql(target, dataset, schema), retry=RETRY).result(timeout=JOB_TIMEOUT_S)
-
-
-def speed_event_schema() -> dict[str, list[tuple[str, str]]]:
-    """The ``speed`` source's tables and columns, typed as the dbt sources declare them (empty_columns)."""
-    sources = yaml.safe_load((DBT_PROJECT_DIR / "models" / "staging" / "_speed__sources.yml").read_text())
-    [speed] = [source for source in sources["sources"] if source["name"] == "speed"]
-    con = duckdb.connect()
-    try:
-        described = con.execute(f"DESCRIBE SELECT {speed['config']['meta']['empty_columns']}").fetchall()
-    finally:
-        con.close()
-    columns = [(name, DUCKDB_TO_BIGQUERY[duck_type]) for name, duck_type, *_ in described]
-    return {table["name"]: columns for table in speed["tables"]}
+    ensure_dataset(client, target, target.realtime_dataset, DATASET_DESCRIPTION)
+    sql = create_tables_sql(target, target.realtime_dataset, realtime_schema())
+    client.query(sql, retry=RETRY).result(timeout=JOB_TIMEOUT_S)
 
 
 class BigQueryRealtimeStore:

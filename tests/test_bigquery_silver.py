@@ -16,6 +16,7 @@ import duckdb
 import pytest
 from google.cloud import bigquery
 
+from core import bigquery_load
 from core.bigquery import bigquery_client
 from core.bucket import Bucket
 from core.contracts.silver import CONTRACTS, TABLE_ORDER
@@ -128,7 +129,7 @@ def gcs_on_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
 
 
 def test_a_gs_bucket_is_loaded_by_uri(
-    gcs_on_disk: tuple[str, Path], silver_bucket: Bucket, tmp_path: Path
+    gcs_on_disk: tuple[str, Path], silver_bucket: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Production's path: BigQuery reads the Parquet objects itself (one load job over their URIs).
 
@@ -158,6 +159,15 @@ def test_a_gs_bucket_is_loaded_by_uri(
             job = client.get_job(loaded.job_id)
             assert all(uri.startswith("gs://lake/prod/silver/") for uri in job.source_uris)
             assert job.write_disposition == "WRITE_TRUNCATE"
+        # More files than one job may list (the stream's sinks reach that in a day): a wildcard per folder.
+        [users] = sorted(silver_bucket.local_path("silver/users").rglob("*.parquet"))
+        bucket.upload(users, "silver/users/part-copy.parquet")
+        monkeypatch.setattr(bigquery_load, "MAX_SOURCE_URIS", 1)
+        again = load_silver_table(client, target, bucket, CONTRACTS["users"])
+        assert client.get_job(again.job_id).source_uris == ["gs://lake/prod/silver/users/*.parquet"]
+        assert bigquery_rows(client, again.table_id, "users") == sorted(
+            files_rows(silver_bucket, "users") * 2, key=repr
+        )
 
 
 def test_load_config_replaces_and_partitions_natively() -> None:
@@ -166,3 +176,20 @@ def test_load_config_replaces_and_partitions_natively() -> None:
     assert "watch_month" not in [f.name for f in config.schema]
     assert config.time_partitioning.field == "watch_date" and config.time_partitioning.type_ == "MONTH"
     assert config.clustering_fields == ["session_id"]
+
+
+def test_past_the_uri_limit_each_leaf_folder_is_one_wildcard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = Bucket.from_settings(Settings(_env_file=None, bucket_url=str(tmp_path / "bucket")))
+    keys = [
+        f"speed/silver/date=2026-12-01/hour={h}/batch-{b:010d}-part-0.parquet" for h in (0, 1) for b in (1, 2)
+    ]
+    monkeypatch.setattr(bigquery_load, "MAX_SOURCE_URIS", 2)
+    assert bigquery_load.source_uris(bucket, keys) == [
+        f"{bucket.uri(f'speed/silver/date=2026-12-01/hour={h}')}/*.parquet" for h in (0, 1)
+    ]
+    nested = [*keys, "speed/silver/date=2026-12-01/part-0.parquet"]  # a folder holding files and folders
+    monkeypatch.setattr(bigquery_load, "MAX_SOURCE_URIS", 3)
+    with pytest.raises(bigquery_load.ParquetLoadError, match=r"are nested .*date=2026-12-01 holds files"):
+        bigquery_load.source_uris(bucket, nested)

@@ -16,6 +16,7 @@ the test makes it so:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,10 +28,12 @@ import pytest
 from dagster import AssetCheckSeverity, AssetsDefinition, materialize
 from pyspark.sql import SparkSession
 
+from core.bigquery import naive_utc
 from core.bucket import Bucket
 from core.kafka.cluster import KafkaCluster
+from core.serving_tables import serving_tables
 from core.settings import Settings
-from core.warehouse import connect_serving
+from core.warehouse import Warehouse
 from datagen import generate
 from embedded_broker.process import EmbeddedBroker
 from netflix_assets.defs.dbt import definitions as gold
@@ -72,6 +75,26 @@ def build(settings: Settings) -> Any:
     return result
 
 
+def landed_history(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """Generated CSVs, and the reference's Silver Parquet in the bucket (the stream's dimensions and the
+    batch layer's Silver); returns the reference connection."""
+    bucket = Bucket.from_settings(settings)
+    generate(bucket, scale=0.02, seed=7)
+    reference = compute_reference(bucket.local_path("raw"))
+    write_silver_parquet(reference, bucket.local_path("silver"))
+    return reference
+
+
+def stream_clean_waves(settings: Settings, broker: EmbeddedBroker, spark: SparkSession) -> None:
+    """The clean phase's on-time events, each wave drained by the stream before the next is sent."""
+    records = synthetic_source(Catalog.from_bucket(Bucket.from_settings(settings)), seed=3)
+    factory = EventFactory(seed=4)
+    for begin in WAVES:
+        wave = spread(factory, records, T0, begin, begin + WAVE_SPAN, 75)
+        publish(KafkaCluster.from_settings(settings), broker.client_config(), wave)
+        stream(settings, spark)
+
+
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     with EmbeddedBroker(tmp_path_factory.mktemp("serving") / "broker", record_state=False) as running:
@@ -85,29 +108,32 @@ def clean(spark: SparkSession, broker: EmbeddedBroker, tmp_path_factory: pytest.
         kafka_bootstrap_servers=broker.bootstrap_servers, spark_master="local[2]", spark_shuffle_partitions=2,
         spark_driver_memory="1g", stream_max_events_per_trigger=150,
     )  # fmt: skip
-    bucket = Bucket.from_settings(settings)
-    generate(bucket, scale=0.02, seed=7)
-    reference = compute_reference(bucket.local_path("raw"))
-    write_silver_parquet(reference, bucket.local_path("silver"))
-    records = synthetic_source(Catalog.from_bucket(bucket), seed=3)
-    factory = EventFactory(seed=4)
-    for begin in WAVES:
-        wave = spread(factory, records, T0, begin, begin + WAVE_SPAN, 75)
-        publish(KafkaCluster.from_settings(settings), broker.client_config(), wave)
-        stream(settings, spark)
+    reference = landed_history(settings)
+    stream_clean_waves(settings, broker, spark)
     result = build(settings)
     return Phase(settings, reference, result, Sent.read(broker.client_config(), settings.kafka_topic))
 
 
 @pytest.fixture(scope="module")
 def faulted(clean: Phase, spark: SparkSession, broker: EmbeddedBroker) -> Phase:
-    settings, conf = clean.settings, broker.client_config()
+    stream_fault_waves(clean.settings, broker, spark, clean.reference)
+    result = build(clean.settings)
+    return Phase(
+        clean.settings, clean.reference, result, Sent.read(broker.client_config(), clean.settings.kafka_topic)
+    )
+
+
+def stream_fault_waves(
+    settings: Settings, broker: EmbeddedBroker, spark: SparkSession, reference: duckdb.DuckDBPyConnection
+) -> None:
+    """The faulted phase's events (module docstring, item 2), in two stream runs."""
+    conf = broker.client_config()
     kafka = KafkaCluster.from_settings(settings)
     bucket = Bucket.from_settings(settings)
     records = synthetic_source(Catalog.from_bucket(bucket), seed=5)
     factory = EventFactory(seed=6, duplicate_rate=0.1)
     template = next(records)
-    csv_row = clean.reference.execute("SELECT * FROM silver_watch_history LIMIT 1").df().iloc[0].to_dict()
+    csv_row = reference.execute("SELECT * FROM silver_watch_history LIMIT 1").df().iloc[0].to_dict()
     wave2 = spread(factory, records, T0, 30, 39.5, 100)
     wave2 += [
         one(factory, {**template, "session_id": "orphan_u", "user_id": "user_not_in_silver"}, T0, 32.5),
@@ -124,19 +150,25 @@ def faulted(clean: Phase, spark: SparkSession, broker: EmbeddedBroker) -> Phase:
     late = [one(factory, next(records), T0, 2 + 1.5 * i, fault=LATE) for i in range(LATE_EVENTS)]
     publish(kafka, conf, spread(factory, records, T0, 40, 49.5, 60) + late)
     stream(settings, spark)
-    result = build(settings)
-    return Phase(settings, clean.reference, result, Sent.read(conf, settings.kafka_topic))
+
+
+def published(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` over the settings' warehouse, each ``{model}`` naming a published model; timestamps
+    as naive UTC (BigQuery answers TIMESTAMP with a zone, DuckDB the batch layer's naive UTC)."""
+    with serving_tables(Warehouse.from_settings(settings)) as tables:
+        models = {name: tables.name(name) for name in re.findall(r"\{(\w+)\}", sql)}
+        _, rows = tables.rows(sql.format(**models))
+    return [tuple(naive_utc(v) if isinstance(v, datetime) and v.tzinfo else v for v in row) for row in rows]
 
 
 def served(settings: Settings) -> pd.DataFrame:
-    con = connect_serving(settings)
-    try:
-        return con.execute(
-            f"SELECT window_start, {SEGMENT}, {', '.join(COUNTS)}, round(total_watch_minutes, 2) AS "
-            "total_watch_minutes, served_from FROM batch.main.serving_engagement_5min"
-        ).df()
-    finally:
-        con.close()
+    columns = ["window_start", *SEGMENT.split(", "), *COUNTS, "total_watch_minutes", "served_from"]
+    rows = published(
+        settings,
+        f"SELECT window_start, {SEGMENT}, {', '.join(COUNTS)}, round(total_watch_minutes, 2) AS "
+        "total_watch_minutes, served_from FROM {serving_engagement_5min}",
+    )
+    return pd.DataFrame(rows, columns=columns)
 
 
 def assert_served_equals_truth(phase: Phase) -> datetime:
@@ -157,14 +189,6 @@ def assert_served_equals_truth(phase: Phase) -> datetime:
     return w
 
 
-def published(phase: Phase, sql: str) -> list[tuple[Any, ...]]:
-    con = connect_serving(phase.settings)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def assert_monthly_active_users_exact(phase: Phase) -> None:
     """The month of the stream: distinct viewers across the boundary, each once."""
     con = phase.reference
@@ -180,9 +204,9 @@ def assert_monthly_active_users_exact(phase: Phase) -> None:
         """
     ).fetchall()[0]
     [(actual, batch_users, speed_only)] = published(
-        phase,
+        phase.settings,
         "SELECT sum(monthly_active_users), sum(batch_users), sum(speed_only_users) "
-        "FROM batch.main.serving_monthly_active_users WHERE month_start = DATE '2026-11-01'",
+        "FROM {serving_monthly_active_users} WHERE month_start = DATE '2026-11-01'",
     )
     assert actual == expected and batch_users == batch_side and speed_only == expected - batch_side
     assert expected < batch_side + speed_side  # viewers on both sides of W: a sum would count them twice
@@ -192,7 +216,7 @@ def test_clean_run_serves_batch_truth_before_w_and_the_speed_layer_after(clean: 
     w = assert_served_equals_truth(clean)
     assert w == T0 + timedelta(minutes=15)  # newest event 10:29:22, minus 10 minutes, floored to 5 minutes
     [(stored, last_batch)] = published(
-        clean, "SELECT batch_watermark, last_batch_id FROM batch.main.batch_watermark"
+        clean.settings, "SELECT batch_watermark, last_batch_id FROM {batch_watermark}"
     )
     assert stored == w and last_batch >= 1
     materializations = clean.result.get_asset_materialization_events()
@@ -218,28 +242,28 @@ def test_faults_still_serve_the_truth_and_each_session_once(faulted: Phase) -> N
     w = assert_served_equals_truth(faulted)
     assert w == T0 + timedelta(minutes=35)
     assert published(
-        faulted, f"SELECT count(*) FROM batch.main.fct_watch_sessions WHERE event_time >= TIMESTAMP '{w}'"
+        faulted.settings, f"SELECT count(*) FROM {{fct_watch_sessions}} WHERE event_time >= TIMESTAMP '{w}'"
     ) == [(0,)]
     rows = dict(
         published(
-            faulted,
-            "SELECT session_id, origin FROM batch.main.fct_watch_sessions "
+            faulted.settings,
+            "SELECT session_id, origin FROM {fct_watch_sessions} "
             "WHERE session_id IN ('twice', 'orphan_u', 'orphan_m')",
         )
     )
     assert rows == {"twice": "stream"}
     [(action,)] = published(
-        faulted, "SELECT action FROM batch.main.fct_watch_sessions WHERE session_id = 'twice'"
+        faulted.settings, "SELECT action FROM {fct_watch_sessions} WHERE session_id = 'twice'"
     )
     assert action == "completed"  # the newer event of the session won
     csv_session = faulted.reference.execute("SELECT session_id FROM silver_watch_history LIMIT 1").fetchall()[
         0
     ][0]
     assert published(
-        faulted, f"SELECT origin FROM batch.main.fct_watch_sessions WHERE session_id = '{csv_session}'"
+        faulted.settings, f"SELECT origin FROM {{fct_watch_sessions}} WHERE session_id = '{csv_session}'"
     ) == [("history",)]
     quarantine = published(
-        faulted, "SELECT session_id, reason FROM batch.main.stream_events_quarantine ORDER BY 1"
+        faulted.settings, "SELECT session_id, reason FROM {stream_events_quarantine} ORDER BY 1"
     )
     assert quarantine == [("orphan_m", "orphan_movie"), ("orphan_u", "orphan_user")]
     assert_monthly_active_users_exact(faulted)

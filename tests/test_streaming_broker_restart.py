@@ -18,7 +18,7 @@ from core.bucket import Bucket
 from core.contracts.speed import ARCHIVED_CHECKPOINTS_KEY, checkpoint_key
 from core.kafka.cluster import KafkaCluster
 from core.settings import Settings
-from core.warehouse import WarehouseLayout
+from core.warehouse import Warehouse, WarehouseLayout
 from embedded_broker.process import EmbeddedBroker
 from producer.publish import ProduceReport, produce
 from producer.sources import Catalog, synthetic_source
@@ -52,10 +52,11 @@ def publish(settings: Settings, count: int, seed: int, conf: dict[str, str] | No
 
 
 def stream(settings: Settings, spark: SparkSession) -> StreamSummary:
+    """Drain the topic into the configured warehouse's realtime sink (DuckDB or BigQuery)."""
     spark.conf.set("spark.sql.shuffle.partitions", "2")
     options = StreamOptions.from_settings(settings, available_now=True, publish_dead_letters=False)
-    bucket, layout = Bucket.from_settings(settings), WarehouseLayout.from_settings(settings)
-    return run_stream(spark, bucket, layout, KafkaCluster.from_settings(settings), options)
+    bucket, warehouse = Bucket.from_settings(settings), Warehouse.from_settings(settings)
+    return run_stream(spark, bucket, warehouse, KafkaCluster.from_settings(settings), options)
 
 
 def parquet_files(bucket: Bucket) -> set[str]:

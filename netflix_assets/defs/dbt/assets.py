@@ -32,13 +32,17 @@ from dagster import (
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
 
 from core.bigquery import bigquery_client
+from core.bucket import Bucket
 from core.dbt import dbt_vars, vars_args
+from core.serving_tables import build_tables, serving_tables
 from core.settings import WarehouseKind
+from core.warehouse import BigQueryTarget
 from netflix_assets.defs.dbt.project import ASSET_OP_NAME, prune_run_folders
 from netflix_assets.defs.serving.links import DASHBOARD_KEY
 from netflix_assets.defs.serving.watermark import read_watermark, watermark_metadata
 from netflix_assets.resources import BucketResource, WarehouseResource
-from streaming.bigquery_store import ensure_serving_sources
+from streaming.bigquery_speed_events import load_speed_events
+from streaming.bigquery_store import ensure_realtime_sources
 
 GOLD_GROUP = "gold"
 GOLD_OWNERS = ("team:analytics",)
@@ -111,6 +115,22 @@ def _with_watermark(events: Iterable[Any], watermark: Mapping[str, Any]) -> Iter
             yield event
 
 
+def _load_speed_layer(context: AssetExecutionContext, target: BigQueryTarget, bucket: Bucket) -> None:
+    """BigQuery: the serving models' speed-layer sources, before dbt reads them. The realtime tables are the
+    stream's sink (created empty if no stream ran yet); the event tables are reloaded from the bucket's
+    speed Parquet, so the master dataset merges every event the stream accepted (docs/serving.md)."""
+    client = bigquery_client(target)
+    try:
+        ensure_realtime_sources(client, target)
+        for loaded in load_speed_events(client, target, bucket):
+            context.log.info(
+                f"speed layer: loaded {loaded.rows:,} event(s) from {loaded.files} file(s) into "
+                f"{loaded.table_id} (replacing it) in {loaded.seconds:.1f} s"
+            )
+    finally:
+        client.close()
+
+
 def build_gold_assets(
     project: DbtProject, links: Mapping[str, MetadataValue] | None = None
 ) -> AssetsDefinition:
@@ -135,11 +155,7 @@ def build_gold_assets(
             seeded = "a copy of the published warehouse" if build.exists() else "an empty file"
             context.log.info(f"dbt builds into {build} ({seeded}); readers keep {layout.batch_published}")
         else:
-            ensure_serving_sources(bigquery_client(target.bigquery), target.bigquery)
-            context.log.warning(
-                "On BigQuery the stream's events are not loaded into the speed dataset yet: the master "
-                "dataset holds the landed history only (docs/serving.md)."
-            )
+            _load_speed_layer(context, target.bigquery, bucket.get())
         values = dbt_vars(bucket.get(), target)
         invocation = dbt.cli(["build", *vars_args(values)], context=context, raise_on_error=False)
         events = list(_logged(context, invocation.stream()))
@@ -153,15 +169,16 @@ def build_gold_assets(
                 + "\n".join(failed or ["(see the dbt log above)"]),
                 metadata={"failed_nodes": MetadataValue.json(failed), "dbt_target": target.kind.value},
             )
-        watermark: dict[str, Any] = {}
         if on_duckdb:
-            row = read_watermark(layout.batch_build)
-            watermark = watermark_metadata(row) if row else {}
-            published = layout.publish_batch_build()
-            context.log.info(
-                f"published the new build as {published}"
-                + (f"; batch watermark W = {row['batch_watermark']} UTC" if row else "")
-            )
+            with build_tables(layout.batch_build) as tables:
+                row = read_watermark(tables)
+            published = f"published the new build as {layout.publish_batch_build()}"
+        else:
+            with serving_tables(target) as tables:
+                row = read_watermark(tables)
+            published = f"the build is live in {target.bigquery.project}.{target.bigquery.dataset}"
+        context.log.info(published + (f"; batch watermark W = {row['batch_watermark']} UTC" if row else ""))
+        watermark = watermark_metadata(row) if row else {}
         yield from _with_watermark(events, watermark)
 
     return gold_dbt

@@ -15,13 +15,12 @@ event, no duplicate, no rejected or superseded event) every difference is exactl
 from dataclasses import dataclass
 from typing import Any
 
-import duckdb
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
 
-from core.settings import WarehouseKind
-from core.warehouse import connect_serving
+from core.serving_tables import ServingTables, serving_tables
 from netflix_assets.defs.metadata import markdown_table
-from netflix_assets.defs.serving.watermark import watermark_metadata
+from netflix_assets.defs.serving.watermark import MODEL as WATERMARK_MODEL
+from netflix_assets.defs.serving.watermark import read_watermark, watermark_metadata
 from netflix_assets.resources import DataQualityResource, WarehouseResource
 
 ASSET = AssetKey(["reconciliation_5min"])
@@ -71,23 +70,22 @@ class Reconciliation:
         return {m.name: m.unexplained for m in self.measures if m.unexplained}
 
 
-def reconcile(con: duckdb.DuckDBPyConnection) -> Reconciliation:
-    """Sum ``reconciliation_5min`` over every window and read the build's counts, from one serving session."""
+def reconcile(tables: ServingTables) -> Reconciliation:
+    """Sum ``reconciliation_5min`` over every window and read the build's counts, from either warehouse."""
     sums = ", ".join(
         f"coalesce(sum({side}_{m}), 0)" for m in MEASURES for side in ("speed", "batch", *CAUSES)
     )
-    cursor = con.execute(
-        f"SELECT count(*), coalesce(sum(late_events), 0), {sums} FROM batch.main.reconciliation_5min"
+    _, [(windows, late_events, *values)] = tables.rows(
+        f"SELECT count(*), coalesce(sum(late_events), 0), {sums} FROM {tables.name(ASSET.path[-1])}"
     )
-    windows, late_events, *values = cursor.fetchall()[0]
     per = 2 + len(CAUSES)
     measures = [
         Measure(name, float(v[0]), float(v[1]), {c: float(x) for c, x in zip(CAUSES, v[2:], strict=True)})
         for name, v in zip(MEASURES, (values[i : i + per] for i in range(0, len(values), per)), strict=True)
     ]
-    cursor = con.execute("SELECT * FROM batch.main.batch_watermark")
-    names = [column[0] for column in cursor.description]
-    watermark = dict(zip(names, cursor.fetchall()[0], strict=True))
+    watermark = read_watermark(tables)
+    if watermark is None:
+        raise LookupError(f"{tables.name(WATERMARK_MODEL)} is empty: the build published no batch watermark")
     return Reconciliation(int(windows), int(late_events), measures, watermark)
 
 
@@ -158,18 +156,7 @@ def check_result(report: Reconciliation, warn_share: float, error_share: float) 
 def speed_layer_matches_batch_truth(
     warehouse: WarehouseResource, data_quality: DataQualityResource
 ) -> AssetCheckResult:
-    target = warehouse.get()
     warn, error = data_quality.reconciliation_warn_share, data_quality.reconciliation_error_share
-    if target.kind is not WarehouseKind.DUCKDB:
-        return AssetCheckResult(
-            passed=False,
-            severity=AssetCheckSeverity.WARN,
-            description="Not evaluated: this check reads the DuckDB warehouse; on BigQuery query "
-            f"{target.bigquery.dataset}.reconciliation_5min directly.",
-        )
-    con = connect_serving(target.layout)
-    try:
-        report = reconcile(con)
-    finally:
-        con.close()
+    with serving_tables(warehouse.get()) as tables:
+        report = reconcile(tables)
     return check_result(report, warn, error)

@@ -1,38 +1,32 @@
 """The batch watermark W of a build (the dbt model ``batch_watermark``), read back as Dagster metadata.
 
 dbt computes W inside the build (``dbt_project/models/intermediate/int_batch_watermark.sql``), so the marts
-and W cannot disagree; the gold asset reads the one-row table from the finished build file, before it is
-published, and attaches it to every model it materializes.
+and W cannot disagree; the gold asset reads the one-row table after the build (on DuckDB from the build
+file, before it is published; on BigQuery from the dbt dataset) and attaches it to every model it
+materializes.
 """
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import duckdb
 from dagster import MetadataValue
+
+from core.serving_tables import MISSING_MODEL, ServingTables
 
 MODEL = "batch_watermark"
 
 
-def read_watermark(database: Path) -> dict[str, Any] | None:
-    """The ``batch_watermark`` row of a DuckDB warehouse file, or None if the build has none."""
-    if not database.exists():
-        return None
-    con = duckdb.connect(str(database), read_only=True)
+def read_watermark(tables: ServingTables) -> dict[str, Any] | None:
+    """The ``batch_watermark`` row, or None if the warehouse has none."""
     try:
-        cursor = con.execute(f"SELECT * FROM main.{MODEL}")
-        names = [column[0] for column in cursor.description]
-        rows = cursor.fetchall()
-    except duckdb.CatalogException:
+        names, rows = tables.rows(f"SELECT * FROM {tables.name(MODEL)}")
+    except MISSING_MODEL:
         return None
-    finally:
-        con.close()
     return dict(zip(names, rows[0], strict=True)) if rows else None
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def watermark_metadata(row: dict[str, Any]) -> dict[str, Any]:
