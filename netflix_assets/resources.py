@@ -20,12 +20,14 @@ from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from dagster_dbt import DbtCliResource
 from dagster_gcp import BigQueryResource
 from dagster_pyspark import PySparkResource
+from dagster_pyspark.resources import spark_session_from_config
 from google.cloud import bigquery
 from packaging import version
 from pydantic import PrivateAttr
 
 from core.bigquery import bigquery_client
 from core.bucket import Bucket
+from core.contracts.silver import TABLE_ORDER
 from core.kafka.admin import cluster_id
 from core.kafka.cluster import KafkaCluster, embedded_state_dir, read_state
 from core.kafka.offsets import end_offsets
@@ -33,6 +35,7 @@ from core.settings import PROJECT_ROOT, Settings, WarehouseKind, kafka_security_
 from core.spark import spark_config
 from core.warehouse import BigQueryTarget, Warehouse, WarehouseLayout
 from embedded_broker.process import EmbeddedBroker
+from silver.job import driver_jit_options, raw_input_bytes
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
@@ -46,6 +49,24 @@ class BucketResource(ConfigurableResource):
 
     def get(self) -> Bucket:
         return Bucket.at(self.url, self.gcs_project, self.gcs_endpoint)
+
+
+class SilverSparkResource(PySparkResource):
+    """Spark for the Silver step, whose driver JVM's JIT is chosen from the raw input's size at step start.
+
+    The stream's Spark (``pyspark``) keeps both JIT tiers whatever the input: its validation runs for hours
+    and its generated code is what C2 repays (docs/speed-layer.md).
+    """
+
+    bucket: BucketResource
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        del context
+        options = driver_jit_options(raw_input_bytes(self.bucket.get(), TABLE_ORDER))
+        conf = dict(self.spark_config)
+        key = "spark.driver.extraJavaOptions"
+        conf[key] = f"{conf.get(key, '')} {options}".strip()
+        self._spark_session = spark_session_from_config(conf)
 
 
 class WarehouseResource(ConfigurableResource):
@@ -261,12 +282,11 @@ def dbt_resource(settings: Settings) -> DbtCliResource:
 def build_resources(settings: Settings) -> dict[str, Any]:
     """Every resource the asset graph needs, for the deployment the settings describe."""
     warehouse = Warehouse.from_settings(settings)
+    bucket = BucketResource(
+        url=settings.resolved_bucket_url, gcs_project=settings.gcs_project, gcs_endpoint=settings.gcs_endpoint
+    )
     return {
-        "bucket": BucketResource(
-            url=settings.resolved_bucket_url,
-            gcs_project=settings.gcs_project,
-            gcs_endpoint=settings.gcs_endpoint,
-        ),
+        "bucket": bucket,
         "warehouse": WarehouseResource.from_warehouse(warehouse),
         "bigquery": BigQueryClientResource.from_target(warehouse.bigquery),
         "data_quality": DataQualityResource(
@@ -276,6 +296,7 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             reconciliation_error_share=settings.reconciliation_error_share,
         ),
         "pyspark": PySparkResource(spark_config=spark_config(settings)),
+        "silver_spark": SilverSparkResource(spark_config=spark_config(settings), bucket=bucket),
         "dbt": dbt_resource(settings),
         "kafka": KafkaResource.from_settings(settings),
     }

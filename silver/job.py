@@ -45,6 +45,8 @@ EXAMPLES_PER_REASON = 3
 SMALL_INPUT_BYTES = 512 << 20
 WORKERS_SMALL_INPUT = 4
 WORKERS_LARGE_INPUT = 2
+C1_ONLY_INPUT_BYTES = 64 << 20  # scale 1 is ~20 MB of raw CSV, scale 10 ~200 MB
+C1_ONLY_JIT = "-XX:TieredStopAtLevel=1"
 R = TypeVar("R")
 PROGRESS_EVERY_SECONDS = 30.0
 SESSION_CONF = {
@@ -162,14 +164,7 @@ class SilverJob:
     def input_bytes(self, tables: Iterable[str]) -> int:
         """Bytes of the tables' raw files as stored. More threads for small inputs (driver-bound), two for
         large ones (CPU- and memory-bound); shuffles sized to match."""
-        size = 0
-        for table in tables:
-            try:
-                key = raw_key_in(self.bucket, table)
-            except RawFileError:  # the table fails on its own, with this message
-                continue
-            size += self.bucket.size(key) if key else 0
-        return size
+        return raw_input_bytes(self.bucket, tables)
 
     def run_table(self, table: str) -> TableResult:
         """Classify one raw file and write its Silver and quarantine; counts are read back from the output."""
@@ -273,6 +268,29 @@ class SilverJob:
             if written.silver_count(contract) <= LITERAL_KEYS_LIMIT:
                 return written.keys(contract)
         return self.spark.read.parquet(self.bucket.uri(contract.silver_key)).select(F.col(contract.key))
+
+
+def raw_input_bytes(bucket: Bucket, tables: Iterable[str]) -> int:
+    """Bytes of the tables' raw files as stored (a missing file counts 0: its table fails on its own)."""
+    size = 0
+    for table in tables:
+        try:
+            key = raw_key_in(bucket, table)
+        except RawFileError:
+            continue
+        size += bucket.size(key) if key else 0
+    return size
+
+
+def driver_jit_options(input_bytes: int) -> str:
+    """Driver JVM options for a Silver run over ``input_bytes`` of raw files: C1-only JIT when small.
+
+    On a small input C2's compilations are never repaid: the run ends before the optimized code pays for
+    its compile time (scale 1 on an idle machine, same hour: Silver 27.2-28.6 s with both tiers, 21.5-22.4 s
+    with C1 only). On larger inputs C1 code costs more than C2's compile time: C1-only doubled the
+    executors' CPU at scale 10 (docs/benchmarks.md), so above ``C1_ONLY_INPUT_BYTES`` the JVM keeps both.
+    """
+    return C1_ONLY_JIT if input_bytes <= C1_ONLY_INPUT_BYTES else ""
 
 
 @contextmanager

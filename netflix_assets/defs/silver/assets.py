@@ -39,6 +39,7 @@ from netflix_assets.resources import (
     BigQueryClientResource,
     BucketResource,
     DataQualityResource,
+    SilverSparkResource,
     WarehouseResource,
 )
 from silver.bigquery_load import LoadResult, SilverLoadError, load_silver_table
@@ -190,7 +191,7 @@ def _publish(
 @multi_asset(name="silver_tables", specs=SPECS, check_specs=CHECK_SPECS, can_subset=True)
 def silver_tables(
     context: AssetExecutionContext,
-    pyspark: PySparkResource,
+    silver_spark: SilverSparkResource,
     bucket: BucketResource,
     data_quality: DataQualityResource,
     warehouse: WarehouseResource,
@@ -205,7 +206,7 @@ def silver_tables(
     with ExitStack() as stack:
         target = warehouse.get()
         client = stack.enter_context(bigquery.get_client()) if target.on_bigquery else None
-        yield from _build_silver(context, pyspark, bucket.get(), data_quality, target, client)
+        yield from _build_silver(context, silver_spark, bucket.get(), data_quality, target, client)
 
 
 def _build_silver(
