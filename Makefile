@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	# Parse the dbt project for the code location now (dbt parse, ~5-8 s), not while `make run` waits for the UI.
 	$(BIN)/python -c "import netflix_assets.definitions" >/dev/null
 	# Spark's classes in one archive for the driver JVM (~20 s once): every later Spark start saves ~4 s.
-	$(BIN)/netflix-lambda spark-classes
+	$(BIN)/netflix-lambda spark-classes --force
 	touch $(STAMP)
 
 setup: $(STAMP)
