@@ -109,6 +109,12 @@ def class_archive_options(settings: Settings) -> str:
     return f" -XX:SharedArchiveFile={archive} -Xshare:auto -Xlog:cds=off -Xlog:cds+dynamic=off"
 
 
+def with_driver_options(conf: dict[str, Any], options: str) -> dict[str, Any]:
+    """``conf`` (a copy) with ``options`` added to the driver JVM's; only a JVM not yet started takes them."""
+    key = "spark.driver.extraJavaOptions"
+    return {**conf, key: f"{conf.get(key, '')} {options}".strip()} if options else dict(conf)
+
+
 def start_spark(
     settings: Settings, app_name: str = "netflix-lambda", driver_options: str = ""
 ) -> SparkSession:
@@ -116,8 +122,7 @@ def start_spark(
 
     ``driver_options`` are appended to the driver JVM's options (only a fresh JVM takes them).
     """
-    conf = {**spark_config(settings), "spark.app.name": app_name}
-    conf["spark.driver.extraJavaOptions"] += f" {driver_options}" if driver_options else ""
+    conf = with_driver_options({**spark_config(settings), "spark.app.name": app_name}, driver_options)
     builder = SparkSession.builder
     for key, value in conf.items():
         builder = builder.config(key, value)

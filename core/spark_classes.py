@@ -30,8 +30,13 @@ def write_archive(settings: Settings, replace: bool = False) -> Path | None:
         return archive
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(f"{archive.name}.{os.getpid()}.partial")
-    # The dumping JVM must not map an archive itself.
-    env = {**settings.subprocess_env(), "NETFLIX_SPARK_CLASS_ARCHIVE": ""}
+    # The child reads its settings from the environment: the same data folder (Spark's local dir), and no
+    # archive for the dumping JVM to map.
+    env = {
+        **settings.subprocess_env(),
+        "NETFLIX_DATA_DIR": str(settings.data_dir),
+        "NETFLIX_SPARK_CLASS_ARCHIVE": "",
+    }
     try:
         subprocess.run([sys.executable, "-m", "core.spark_classes", str(partial)], env=env, check=True)
         if not partial.is_file():

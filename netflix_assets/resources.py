@@ -32,7 +32,7 @@ from core.kafka.admin import cluster_id
 from core.kafka.cluster import KafkaCluster, embedded_state_dir, read_state
 from core.kafka.offsets import end_offsets
 from core.settings import PROJECT_ROOT, Settings, WarehouseKind, kafka_security_config
-from core.spark import spark_config
+from core.spark import spark_config, with_driver_options
 from core.warehouse import BigQueryTarget, Warehouse, WarehouseLayout
 from embedded_broker.process import EmbeddedBroker
 from silver.job import driver_jit_options, raw_input_bytes
@@ -63,10 +63,7 @@ class SilverSparkResource(PySparkResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         del context
         options = driver_jit_options(raw_input_bytes(self.bucket.get(), TABLE_ORDER))
-        conf = dict(self.spark_config)
-        key = "spark.driver.extraJavaOptions"
-        conf[key] = f"{conf.get(key, '')} {options}".strip()
-        self._spark_session = spark_session_from_config(conf)
+        self._spark_session = spark_session_from_config(with_driver_options(self.spark_config, options))
 
 
 class WarehouseResource(ConfigurableResource):
