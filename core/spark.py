@@ -98,10 +98,10 @@ def _base_config(settings: Settings) -> dict[str, Any]:
 def class_archive_options(settings: Settings) -> str:
     """Driver JVM options that load Spark's classes from the settings' AppCDS archive, when it exists.
 
-    Loading and verifying Spark's ~10,000 classes is half of what a Spark start costs here (JVM CPU 14 s
-    → 7.6 s, start 9.5 s → 5.7 s with the archive; docs/benchmarks.md). The JVM checks the archive against
-    its own build and classpath and silently runs without it on any mismatch (a JDK update, another
-    pyspark), so a stale archive costs the saving, never a failure.
+    Loading and verifying Spark's ~10,000 classes is half of what a Spark start costs here (JVM CPU 17.0 s
+    → 9.7 s, start 6.9 s → 3.7 s with the archive; bench/bench_spark_start.py). The JVM checks the
+    archive against its own build and classpath and silently runs without it on any mismatch (a JDK update,
+    another pyspark), so a stale archive costs the saving, never a failure.
     """
     archive = Path(settings.spark_class_archive) if settings.spark_class_archive else None
     if archive is None or not archive.is_file():
