@@ -1,58 +1,42 @@
+{{ config(materialized='view') }}
 {#
   Each session of the master dataset (int_watch_facts_master: landed history plus the speed layer's
   accepted events before the batch watermark W) with what every mart derives from it: its calendar year
-  and month, whether it was completed, and the segment attributes the marts group by. The one place
-  sessions are joined to users and movies for the marts (fct_watch_sessions publishes the session grain
-  from here). Left joins so that a session whose user or movie were missing would still
-  count (under the `unknown_label`) instead of vanishing from the totals; the relationships tests on
-  fct_watch_sessions make that case fail loudly anyway.
+  and month, whether it was completed, and the segment attributes the marts group by. fct_watch_sessions
+  publishes the session grain from here.
+
+  A view, not a table: int_watch_candidates already joined every record to its user and title once (left
+  joins, so a session whose user or movie were missing still counts under the `unknown_label` instead of
+  vanishing; the relationships tests on fct_watch_sessions make that case fail loudly anyway). Storing the
+  same 10.5 M sessions a second time cost 11 s of a scale-100 build and repeated those joins
+  (docs/benchmarks.md, "Batch layer at scale 100").
   Segments use the user's *current* country and plan (the users dimension is type 1).
 #}
-with sessions as (
-
-    select * from {{ ref('int_watch_facts_master') }}
-
-),
-
-users as (
-
-    select * from {{ ref('stg_users') }}
-
-),
-
-movies as (
-
-    select * from {{ ref('stg_movies') }}
-
-)
-
 select
-    sessions.session_id,
-    sessions.user_id,
-    sessions.movie_id,
-    sessions.watch_date,
-    sessions.watch_month,
-    cast(extract(year from sessions.watch_date) as {{ dbt.type_int() }}) as watch_year,
-    cast(extract(month from sessions.watch_date) as {{ dbt.type_int() }}) as watch_month_of_year,
-    sessions.device_type,
-    sessions.watch_duration_minutes,
-    sessions.progress_percentage,
-    sessions.action,
-    coalesce(sessions.action = 'completed', false) as is_completed,
-    sessions.quality,
-    sessions.location_country,
-    sessions.is_download,
-    sessions.user_rating,
-    sessions.source_file,
-    sessions.source_line,
-    sessions.event_time,
-    sessions.origin,
-    sessions.event_id,
-    users.country as user_country,
-    {{ segment('users.country') }} as country,
-    {{ segment('users.subscription_plan') }} as subscription_plan,
-    {{ segment('movies.genre_primary') }} as genre_primary
+    session_id,
+    user_id,
+    movie_id,
+    watch_date,
+    watch_month,
+    cast(extract(year from watch_date) as {{ dbt.type_int() }}) as watch_year,
+    cast(extract(month from watch_date) as {{ dbt.type_int() }}) as watch_month_of_year,
+    device_type,
+    watch_duration_minutes,
+    progress_percentage,
+    action,
+    is_completed,
+    quality,
+    location_country,
+    is_download,
+    user_rating,
+    source_file,
+    source_line,
+    event_time,
+    origin,
+    event_id,
+    user_country,
+    {{ segment('user_country') }} as country,
+    {{ segment('user_subscription_plan') }} as subscription_plan,
+    segment_genre_primary as genre_primary
 
-from sessions
-left join users on sessions.user_id = users.user_id
-left join movies on sessions.movie_id = movies.movie_id
+from {{ ref('int_watch_facts_master') }}
