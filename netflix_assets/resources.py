@@ -35,7 +35,7 @@ from core.settings import PROJECT_ROOT, Settings, WarehouseKind, kafka_security_
 from core.spark import spark_config, with_driver_options
 from core.warehouse import BigQueryTarget, Warehouse, WarehouseLayout
 from embedded_broker.process import EmbeddedBroker
-from silver.job import driver_jit_options, raw_input_bytes
+from silver.job import driver_jvm_options, raw_input_bytes
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
@@ -52,17 +52,18 @@ class BucketResource(ConfigurableResource):
 
 
 class SilverSparkResource(PySparkResource):
-    """Spark for the Silver step, whose driver JVM's JIT is chosen from the raw input's size at step start.
+    """Spark for the Silver step: a batch driver JVM (throughput collector), whose JIT is chosen from the
+    raw input's size at step start (``silver.job.driver_jvm_options``).
 
-    The stream's Spark (``pyspark``) keeps both JIT tiers whatever the input: its validation runs for hours
-    and its generated code is what C2 repays (docs/speed-layer.md).
+    The stream's Spark (``pyspark``) keeps G1 and both JIT tiers whatever the input: its validation runs
+    for hours and its generated code is what C2 repays (docs/speed-layer.md).
     """
 
     bucket: BucketResource
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         del context
-        options = driver_jit_options(raw_input_bytes(self.bucket.get(), TABLE_ORDER))
+        options = driver_jvm_options(raw_input_bytes(self.bucket.get(), TABLE_ORDER))
         self._spark_session = spark_session_from_config(with_driver_options(self.spark_config, options))
 
 
