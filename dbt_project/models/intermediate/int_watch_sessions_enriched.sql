@@ -9,34 +9,24 @@
   joins, so a session whose user or movie were missing still counts under the `unknown_label` instead of
   vanishing; the relationships tests on fct_watch_sessions make that case fail loudly anyway). Storing the
   same 10.5 M sessions a second time cost 11 s of a scale-100 build and repeated those joins
-  (docs/benchmarks.md, "Batch layer at scale 100").
+  (docs/benchmarks.md, "Batch layer at scale 100, third round").
   Segments use the user's *current* country and plan (the users dimension is type 1).
 #}
+with sessions as (
+
+    select
+        facts.*,
+        cast(extract(year from facts.watch_date) as {{ dbt.type_int() }}) as watch_year,
+        cast(extract(month from facts.watch_date) as {{ dbt.type_int() }}) as watch_month_of_year
+    from {{ ref('int_watch_facts_master') }} as facts
+
+)
+
 select
-    session_id,
-    user_id,
-    movie_id,
-    watch_date,
-    watch_month,
-    cast(extract(year from watch_date) as {{ dbt.type_int() }}) as watch_year,
-    cast(extract(month from watch_date) as {{ dbt.type_int() }}) as watch_month_of_year,
-    device_type,
-    watch_duration_minutes,
-    progress_percentage,
-    action,
-    is_completed,
-    quality,
-    location_country,
-    is_download,
-    user_rating,
-    source_file,
-    source_line,
-    event_time,
-    origin,
-    event_id,
+    {{ watch_session_columns() }},
     user_country,
     {{ segment('user_country') }} as country,
     {{ segment('user_subscription_plan') }} as subscription_plan,
     segment_genre_primary as genre_primary
 
-from {{ ref('int_watch_facts_master') }}
+from sessions

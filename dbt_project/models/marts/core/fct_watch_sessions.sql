@@ -10,26 +10,6 @@ with sessions as (
 )
 
 select
-    session_id,
-    user_id,
-    movie_id,
-    watch_date,
-    watch_month,
-    watch_year,
-    watch_month_of_year,
-    device_type,
-    watch_duration_minutes,
-    progress_percentage,
-    action,
-    is_completed,
-    quality,
-    location_country,
-    is_download,
-    user_rating,
-    source_file,
-    source_line,
-    event_time,
-    origin,
-    event_id
+    {{ watch_session_columns() }}
 
 from sessions
