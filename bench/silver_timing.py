@@ -1,9 +1,9 @@
 """Spark-only wall times of the Silver layer, for benchmarks: no Dagster, the same work as the asset.
 
-``time_silver`` starts a SparkSession from the settings (that start is part of what a scheduled run
-pays, so it is timed separately), runs every table with its checks exactly as ``silver_tables`` does,
-and stops the session. Call it in a fresh process for a cold JVM: a reused session has warm JIT and
-generated code and reports a better number than any real run would see.
+``time_silver`` starts a SparkSession from the settings with the Silver driver's JVM options (that start
+is part of what a scheduled run pays, so it is timed separately), runs every table with its checks
+exactly as ``silver_tables`` does, and stops the session. Call it in a fresh process for a cold JVM: a
+reused session has warm JIT and generated code and reports a better number than any real run would see.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from core.bucket import Bucket
 from core.contracts.silver import TABLE_ORDER
 from core.settings import Settings
 from core.spark import start_spark
-from silver.job import SilverJob
+from silver.job import SilverJob, driver_jvm_options
 from silver.verify import run_and_verify
 
 
@@ -37,11 +37,12 @@ def time_silver(
     settings: Settings, tables: Iterable[str] = TABLE_ORDER, workers: int | None = None
 ) -> SilverTiming:
     """Build Silver for ``tables`` from the bucket's raw files; raise if a table cannot be built."""
+    tables, bucket = tuple(tables), Bucket.from_settings(settings)
     started = time.perf_counter()
-    spark = start_spark(settings)
+    spark = start_spark(settings, driver_options=driver_jvm_options(bucket, tables))
     up = time.perf_counter()
     try:
-        job = SilverJob(spark, Bucket.from_settings(settings))
+        job = SilverJob(spark, bucket)
 
         def work(table: str) -> Any:
             return run_and_verify(job, table, settings.quarantine_warn_share, settings.quarantine_error_share)

@@ -27,7 +27,6 @@ from pydantic import PrivateAttr
 
 from core.bigquery import bigquery_client
 from core.bucket import Bucket
-from core.contracts.silver import TABLE_ORDER
 from core.kafka.admin import cluster_id
 from core.kafka.cluster import KafkaCluster, embedded_state_dir, read_state
 from core.kafka.offsets import end_offsets
@@ -35,7 +34,7 @@ from core.settings import PROJECT_ROOT, Settings, WarehouseKind, kafka_security_
 from core.spark import spark_config, with_driver_options
 from core.warehouse import BigQueryTarget, Warehouse, WarehouseLayout
 from embedded_broker.process import EmbeddedBroker
-from silver.job import driver_jvm_options, raw_input_bytes
+from silver.job import driver_jvm_options
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
@@ -63,7 +62,7 @@ class SilverSparkResource(PySparkResource):
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         del context
-        options = driver_jvm_options(raw_input_bytes(self.bucket.get(), TABLE_ORDER))
+        options = driver_jvm_options(self.bucket.get())
         self._spark_session = spark_session_from_config(with_driver_options(self.spark_config, options))
 
 

@@ -283,8 +283,11 @@ def raw_input_bytes(bucket: Bucket, tables: Iterable[str]) -> int:
     return size
 
 
-def driver_jvm_options(input_bytes: int) -> str:
-    """Driver JVM options for a Silver run over ``input_bytes`` of raw files.
+def driver_jvm_options(bucket: Bucket, tables: Iterable[str] = TABLE_ORDER) -> str:
+    """Driver JVM options for a Silver run over ``tables``' raw files in ``bucket``, as they are now.
+
+    Every start of a Silver JVM takes them (the Dagster resource, ``bench/silver_timing.py``), so a
+    benchmark times the JVM a scheduled run gets.
 
     **The throughput collector, always.** Under G1 the sort before watch_history's partitioned write could
     not get its 32-64 MB pages at scale 100 (``OutOfMemoryError: Java heap space`` inside the sorter, then
@@ -299,7 +302,8 @@ def driver_jvm_options(input_bytes: int) -> str:
     with both tiers, 21.5-22.4 s with C1 only). On larger inputs C1 code costs more than C2's compile time:
     C1-only doubled the executors' CPU at scale 10, so above ``C1_ONLY_INPUT_BYTES`` the JVM keeps both.
     """
-    return THROUGHPUT_GC + (f" {C1_ONLY_JIT}" if input_bytes <= C1_ONLY_INPUT_BYTES else "")
+    small = raw_input_bytes(bucket, tables) <= C1_ONLY_INPUT_BYTES
+    return THROUGHPUT_GC + (f" {C1_ONLY_JIT}" if small else "")
 
 
 @contextmanager
