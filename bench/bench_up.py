@@ -86,12 +86,19 @@ def stream_timeline(api: DagsterApi, started: float) -> dict[str, float]:
 
 
 def one_start(
-    data_dir: Path, out: Path, scale: float, checkout: Path | None, timeout_s: float
+    data_dir: Path,
+    out: Path,
+    scale: float,
+    checkout: Path | None,
+    timeout_s: float,
+    settings: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One launch until realtime and marts are in (or ``timeout_s``), then a SIGINT stop."""
-    stack = LauncherStack(
-        data_dir, free_port(), ["--scale", f"{scale:g}"], out, env_for(checkout), cwd=checkout
-    )
+    """One launch until realtime and marts are in (or ``timeout_s``), then a SIGINT stop.
+
+    ``settings``: ``NETFLIX_*`` variables for the launcher (the stack passes no others from this process).
+    """
+    env = {**env_for(checkout), **(settings or {})}
+    stack = LauncherStack(data_dir, free_port(), ["--scale", f"{scale:g}"], out, env, cwd=checkout)
     result: dict[str, Any] = {"load_at_start": round(os.getloadavg()[0], 2)}
     stack.start()
     try:
@@ -193,7 +200,21 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="per milestone, seconds")
     parser.add_argument("--json", type=Path, default=None, help="write every measurement here")
     parser.add_argument("--keep", action="store_true", help="keep the data folders")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NETFLIX_NAME=VALUE",
+        help="a setting for every launcher started, e.g. NETFLIX_BATCH_NICENESS=0 (repeatable)",
+    )
+    parser.add_argument(
+        "--first-start-only", action="store_true", help="skip the second start of each repetition"
+    )
     args = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in args.setting)
+    if any(not name.startswith("NETFLIX_") for name in settings):
+        parser.error("--setting takes NETFLIX_NAME=VALUE")
+    starts = ["first start"] if args.first_start_only else ["first start", "second start"]
 
     work = Path(tempfile.mkdtemp(prefix="bench-up-"))
     results: dict[str, list[dict[str, Any]]] = {}
@@ -205,11 +226,11 @@ def main() -> None:
             for index in range(runs):
                 data_dir = work / f"{label.replace(' ', '-')}-{index}" / "data"
                 prepared = prepare(data_dir, checkout)
-                for start in ("first start", "second start"):
+                for start in starts:
                     out = data_dir.parent / f"{start.replace(' ', '-')}.txt"
                     print(f"{label}, {start} #{index + 1} (load {os.getloadavg()[0]:.1f})", flush=True)
                     try:
-                        measured = one_start(data_dir, out, args.scale, checkout, args.timeout)
+                        measured = one_start(data_dir, out, args.scale, checkout, args.timeout, settings)
                     except AssertionError as exc:  # the launcher died or would not stop: say so, go on
                         measured = {
                             "load_at_start": round(os.getloadavg()[0], 2),
@@ -226,7 +247,11 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    print(f"\nmachine: {os.cpu_count()} cores; scale {args.scale:g}; s from `netflix-lambda up` starting\n")
+    print(
+        f"\nmachine: {os.cpu_count()} cores; scale {args.scale:g}; s from `netflix-lambda up` starting"
+        + (f"; settings {' '.join(args.setting)}" if args.setting else "")
+        + "\n"
+    )
     print(report(results))
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pyspark import StorageLevel
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from core.bucket import Bucket
@@ -68,6 +68,9 @@ SESSION_CONF = {
     # million watch rows) for a cache that lives seconds. Spills go to disk (MEMORY_AND_DISK).
     "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
+# A table with at most this much text (decompressed) keeps rules 1-7 as a local checkpoint, not a cache:
+# see ``_keep``. Measured at scale 1 only (~20 MB in all); larger tables keep the columnar cache.
+CUT_PLAN_TEXT_BYTES = 64 << 20
 # Repeated keys are broadcast to every task up to this many (~20 bytes each); beyond, Spark shuffles.
 BROADCAST_KEYS_LIMIT = 5_000_000
 # A dimension with at most this many keys reaches the facts' orphan rules as a literal set (read from its
@@ -188,7 +191,7 @@ class SilverJob:
         self.log.info(f"silver {table}: {raw_uri} has {records.data_rows:,} data rows; applying the rules")
         # Rules 1-7 once, kept for both writes; rules 8-9 then only shuffle the rows of repeated keys.
         checked = single_row_rules(parse_lines(records.frame, contract), contract, references)
-        checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
+        checked = _keep(checked, cut_plan=records.layout.text_bytes <= CUT_PLAN_TEXT_BYTES)
         repeated = repeated_keys(checked, contract).persist(StorageLevel.MEMORY_AND_DISK)
         disputed = None
         try:
@@ -216,7 +219,7 @@ class SilverJob:
         finally:
             for frame in (disputed, repeated, checked):
                 if frame is not None:
-                    frame.unpersist()
+                    _release(frame)
         with written_tables(self.bucket) as written:
             kept = written.silver_count(contract)
             reasons = written.reasons(contract)
@@ -269,6 +272,33 @@ class SilverJob:
             if written.silver_count(contract) <= LITERAL_KEYS_LIMIT:
                 return written.keys(contract)
         return self.spark.read.parquet(self.bucket.uri(contract.silver_key)).select(F.col(contract.key))
+
+
+def _keep(frame: DataFrame, cut_plan: bool) -> DataFrame:
+    """``frame`` kept for the reads that follow (rules 8-9, both writes): computed once, then reused.
+
+    **Cut the plan when the input is small.** Every DataFrame derived from a cached frame carries the
+    whole plan below it (parsing, rules 1-7 over every column, the orphan rules' key sets as literals),
+    and Spark analyzes that whole plan again at each derivation: at scale 1, 500 analyses took 14-15 of
+    Silver's CPU-seconds, 5.5 of them in ``DeduplicateRelations``. A local checkpoint stores the same rows
+    in the block manager (memory, spilling to disk) and hands back a frame whose plan is one leaf: the
+    analyses fell to 8-9 CPU-s and Silver from 26-30 s to 21-22 s (``bench/silver_timing.py``'s
+    ``time_silver``, alternating runs). It is lazy, so the first job that reads it fills it, as ``persist``
+    does. Large inputs keep the columnar cache: there the plan's cost is noise beside the data's, and the
+    row format's memory at scale 100 was not measured.
+    """
+    if cut_plan:
+        return frame.localCheckpoint(eager=False, storageLevel=StorageLevel.MEMORY_AND_DISK)
+    return frame.persist(StorageLevel.MEMORY_AND_DISK)
+
+
+def _release(frame: DataFrame) -> None:
+    """Free what ``_keep`` (or ``persist``) holds. A checkpoint is not in Spark's cache manager, so
+    ``unpersist`` leaves its blocks until the JVM collects the RDD; its plan's leaf names the RDD."""
+    frame.unpersist()
+    plan = frame._jdf.queryExecution().analyzed()
+    if plan.nodeName() == "LogicalRDD":
+        plan.rdd().unpersist(False)
 
 
 def raw_input_bytes(bucket: Bucket, tables: Iterable[str]) -> int:
