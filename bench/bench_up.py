@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,40 +50,66 @@ from tests.launcher_stack import LauncherStack  # noqa: E402
 
 MILESTONES = ("ui", "realtime", "marts", "stop")
 STREAM_PHASES = ("launched", "run_process_up", "spark_up", "first_batch_started", "first_batch_committed")
+BATCH_STEPS = ("silver_tables", "gold_dbt")
+BATCH_PHASES = ("launched", "run_process_up", *(f"{step}_started" for step in BATCH_STEPS), "ended")
 
 
 def _event_seconds(event: dict[str, Any]) -> float:
     return int(event["timestamp"]) / 1000.0
 
 
+def _first_run(api: DagsterApi, job: str, started: float) -> Any:
+    """The oldest run of ``job`` created since the start: the one the launcher launched (or None)."""
+    runs = [r for r in api.runs(job, limit=20) if r.created >= started]
+    return runs[-1] if runs else None
+
+
+def _run_events(api: DagsterApi, run_id: str) -> Iterator[dict[str, Any]]:
+    events, cursor = api.events(run_id, None)
+    while True:
+        yield from events
+        if len(events) < 500:
+            return
+        events, cursor = api.events(run_id, cursor)
+
+
 def stream_timeline(api: DagsterApi, started: float) -> dict[str, float]:
     """The first streaming run's milestones (s since the launcher's start), from its Dagster events."""
-    runs = [r for r in api.runs("speed_stream_job", limit=20) if r.created >= started]
-    if not runs:
+    run = _first_run(api, "speed_stream_job", started)
+    if run is None:
         return {}
-    run = runs[-1]  # the oldest since the start: the one the launcher launched
     timeline = {"launched": run.created - started}
-    events, cursor = api.events(run.run_id, None)
-    while True:
-        for event in events:
-            kind, at = event["__typename"], None
-            if kind == "RunStartEvent":
-                timeline.setdefault("run_process_up", _event_seconds(event) - started)
-            elif kind == "ExecutionStepStartEvent":
-                timeline.setdefault("spark_up", _event_seconds(event) - started)
-            elif (
-                kind == "MaterializationEvent"
-                and event["assetKey"]["path"][-1] == "engagement_health_realtime"
-            ):
-                values = metadata(event)
-                if int(values.get("rows_in", 0) or 0) > 0 and "first_batch_committed" not in timeline:
-                    at = _event_seconds(event) - started
-                    timeline["first_batch_committed"] = at
-                    timeline["first_batch_started"] = at - float(values.get("batch_duration_s", 0.0))
-                    timeline["first_batch_rows"] = float(values.get("rows_in", 0))
-        if len(events) < 500:
-            return timeline
-        events, cursor = api.events(run.run_id, cursor)
+    for event in _run_events(api, run.run_id):
+        kind = event["__typename"]
+        if kind == "RunStartEvent":
+            timeline.setdefault("run_process_up", _event_seconds(event) - started)
+        elif kind == "ExecutionStepStartEvent":
+            timeline.setdefault("spark_up", _event_seconds(event) - started)
+        elif kind == "MaterializationEvent" and event["assetKey"]["path"][-1] == "engagement_health_realtime":
+            values = metadata(event)
+            if int(values.get("rows_in", 0) or 0) > 0 and "first_batch_committed" not in timeline:
+                at = _event_seconds(event) - started
+                timeline["first_batch_committed"] = at
+                timeline["first_batch_started"] = at - float(values.get("batch_duration_s", 0.0))
+                timeline["first_batch_rows"] = float(values.get("rows_in", 0))
+    return timeline
+
+
+def batch_timeline(api: DagsterApi, started: float) -> dict[str, float]:
+    """The first batch run's milestones (s since the launcher's start): where the marts' time goes."""
+    run = _first_run(api, "batch_layer", started)
+    if run is None:
+        return {}
+    timeline = {"launched": run.created - started}
+    for event in _run_events(api, run.run_id):
+        kind, at = event["__typename"], _event_seconds(event) - started
+        if kind == "RunStartEvent":
+            timeline.setdefault("run_process_up", at)
+        elif kind == "ExecutionStepStartEvent" and event.get("stepKey") in BATCH_STEPS:
+            timeline.setdefault(f"{event['stepKey']}_started", at)
+        elif kind in ("RunSuccessEvent", "RunFailureEvent"):
+            timeline["ended"] = at
+    return timeline
 
 
 def one_start(
@@ -119,6 +146,7 @@ def one_start(
                 result["batch_run"] = stack.since_start()
             time.sleep(0.5)
         result["stream"] = stream_timeline(stack.api, stack.started)
+        result["batch"] = batch_timeline(stack.api, stack.started)
         result["load_at_end"] = round(os.getloadavg()[0], 2)
         result["stop"] = stack.stop(signal.SIGINT, 300)
     finally:
@@ -169,8 +197,8 @@ def _row(label: str, results: list[dict[str, Any]]) -> str:
     )
 
 
-def _timeline_row(label: str, results: list[dict[str, Any]]) -> str:
-    cells = [_median(results, "stream", phase) for phase in STREAM_PHASES]
+def _timeline_row(label: str, results: list[dict[str, Any]], run: str, phases: tuple[str, ...]) -> str:
+    cells = [_median(results, run, phase) for phase in phases]
     return f"| {label} | " + " | ".join(_cell(c) for c in cells) + " |"
 
 
@@ -186,7 +214,14 @@ def report(results: dict[str, list[dict[str, Any]]]) -> str:
         "| launcher, start | stream launched | run process up | Spark up | first batch started | committed |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    lines += [_timeline_row(label, rows) for label, rows in results.items() if rows]
+    lines += [_timeline_row(label, rows, "stream", STREAM_PHASES) for label, rows in results.items() if rows]
+    lines += [
+        "",
+        "| launcher, start | batch launched | run process up | Silver step started | dbt step started "
+        "| ended |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [_timeline_row(label, rows, "batch", BATCH_PHASES) for label, rows in results.items() if rows]
     return "\n".join(lines)
 
 
