@@ -35,7 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from tests.launcher_stack import LauncherStack  # noqa: E402
 MILESTONES = ("ui", "realtime", "marts", "stop")
 STREAM_PHASES = ("launched", "run_process_up", "spark_up", "first_batch_started", "first_batch_committed")
 BATCH_STEPS = ("silver_tables", "gold_dbt")
+Milestones = Callable[[dict[str, float], dict[str, Any], float], None]
 BATCH_PHASES = ("launched", "run_process_up", *(f"{step}_started" for step in BATCH_STEPS), "ended")
 
 
@@ -73,43 +74,50 @@ def _run_events(api: DagsterApi, run_id: str) -> Iterator[dict[str, Any]]:
         events, cursor = api.events(run_id, cursor)
 
 
-def stream_timeline(api: DagsterApi, started: float) -> dict[str, float]:
-    """The first streaming run's milestones (s since the launcher's start), from its Dagster events."""
-    run = _first_run(api, "speed_stream_job", started)
+def _timeline(api: DagsterApi, job: str, started: float, note: Milestones) -> dict[str, float]:
+    """Milestones of ``job``'s first run since the start (s since the launcher's start), from its events:
+    launched and run process up for every job, the rest from ``note(timeline, event, seconds)``."""
+    run = _first_run(api, job, started)
     if run is None:
         return {}
     timeline = {"launched": run.created - started}
     for event in _run_events(api, run.run_id):
-        kind = event["__typename"]
-        if kind == "RunStartEvent":
-            timeline.setdefault("run_process_up", _event_seconds(event) - started)
-        elif kind == "ExecutionStepStartEvent":
-            timeline.setdefault("spark_up", _event_seconds(event) - started)
-        elif kind == "MaterializationEvent" and event["assetKey"]["path"][-1] == "engagement_health_realtime":
-            values = metadata(event)
-            if int(values.get("rows_in", 0) or 0) > 0 and "first_batch_committed" not in timeline:
-                at = _event_seconds(event) - started
-                timeline["first_batch_committed"] = at
-                timeline["first_batch_started"] = at - float(values.get("batch_duration_s", 0.0))
-                timeline["first_batch_rows"] = float(values.get("rows_in", 0))
+        at = _event_seconds(event) - started
+        if event["__typename"] == "RunStartEvent":
+            timeline.setdefault("run_process_up", at)
+        else:
+            note(timeline, event, at)
     return timeline
+
+
+def _stream_milestones(timeline: dict[str, float], event: dict[str, Any], at: float) -> None:
+    kind = event["__typename"]
+    if kind == "ExecutionStepStartEvent":
+        timeline.setdefault("spark_up", at)
+    elif kind == "MaterializationEvent" and event["assetKey"]["path"][-1] == "engagement_health_realtime":
+        values = metadata(event)
+        if int(values.get("rows_in", 0) or 0) > 0 and "first_batch_committed" not in timeline:
+            timeline["first_batch_committed"] = at
+            timeline["first_batch_started"] = at - float(values.get("batch_duration_s", 0.0))
+            timeline["first_batch_rows"] = float(values.get("rows_in", 0))
+
+
+def _batch_milestones(timeline: dict[str, float], event: dict[str, Any], at: float) -> None:
+    kind = event["__typename"]
+    if kind == "ExecutionStepStartEvent" and event.get("stepKey") in BATCH_STEPS:
+        timeline.setdefault(f"{event['stepKey']}_started", at)
+    elif kind in ("RunSuccessEvent", "RunFailureEvent"):
+        timeline["ended"] = at
+
+
+def stream_timeline(api: DagsterApi, started: float) -> dict[str, float]:
+    """The first streaming run: launched, run process up, Spark up, first micro-batch started, committed."""
+    return _timeline(api, "speed_stream_job", started, _stream_milestones)
 
 
 def batch_timeline(api: DagsterApi, started: float) -> dict[str, float]:
-    """The first batch run's milestones (s since the launcher's start): where the marts' time goes."""
-    run = _first_run(api, "batch_layer", started)
-    if run is None:
-        return {}
-    timeline = {"launched": run.created - started}
-    for event in _run_events(api, run.run_id):
-        kind, at = event["__typename"], _event_seconds(event) - started
-        if kind == "RunStartEvent":
-            timeline.setdefault("run_process_up", at)
-        elif kind == "ExecutionStepStartEvent" and event.get("stepKey") in BATCH_STEPS:
-            timeline.setdefault(f"{event['stepKey']}_started", at)
-        elif kind in ("RunSuccessEvent", "RunFailureEvent"):
-            timeline["ended"] = at
-    return timeline
+    """The first batch run: where the marts' time goes (process, Silver step, dbt step, end)."""
+    return _timeline(api, "batch_layer", started, _batch_milestones)
 
 
 def one_start(

@@ -32,7 +32,7 @@ from core.settings import Settings
 from core.warehouse import WarehouseLayout
 from datagen import generate
 from embedded_broker.process import EmbeddedBroker
-from producer.publish import FAULT_HEADER, LATE, produce
+from producer.publish import FAULT_HEADER, LATE, ProduceReport, produce
 from producer.sources import Catalog, synthetic_source
 from streaming.checkpoint import read_progress
 
@@ -254,35 +254,20 @@ def test_sigkill_mid_batch_twice_then_exactly_once_everywhere(
     bucket = Bucket.from_settings(settings)
     conf = broker.client_config()
     source = synthetic_source(Catalog.from_bucket(bucket), seed=4)
-    first = produce(
-        KafkaCluster.from_settings(settings),
-        source,
-        rate=0,
-        count=FIRST_WAVE,
-        poison_rate=0.05,
-        late_rate=0.05,
-        seed=8,
-        schema_version="mixed",
-        client_conf=conf,
-    )
+
+    def wave(count: int, seed: int, **options: Any) -> ProduceReport:
+        cluster = KafkaCluster.from_settings(settings)
+        return produce(cluster, source, rate=0, count=count, poison_rate=0.05, late_rate=0.05, seed=seed,
+                       client_conf=conf, **options)  # fmt: skip
+
+    first = wave(FIRST_WAVE, 8, schema_version="mixed")
     assert first.acked == FIRST_WAVE
 
     logs = [tmp_path / f"stream-{i}.log" for i in range(4)]
     killed = [kill_mid_batch(settings, start_stream(settings, logs[0]), after_commits=1, once_written=False)]
     waves, last = [first], killed[0]
     for attempt in range(WRITTEN_KILL_ATTEMPTS):
-        waves.append(
-            produce(
-                KafkaCluster.from_settings(settings),
-                source,
-                rate=0,
-                count=SECOND_WAVE,
-                poison_rate=0.05,
-                late_rate=0.05,
-                seed=9 + attempt,
-                client_conf=conf,
-            )
-        )
+        waves.append(wave(SECOND_WAVE, 9 + attempt))
         batch = kill_mid_batch(settings, start_stream(settings, logs[1]), last + 1, once_written=True)
         if not in_ledger(settings, batch):
             break
