@@ -45,7 +45,9 @@ EXAMPLES_PER_REASON = 3
 SMALL_INPUT_BYTES = 512 << 20
 WORKERS_SMALL_INPUT = 4
 WORKERS_LARGE_INPUT = 2
-C1_ONLY_INPUT_BYTES = 64 << 20  # scale 1 is ~20 MB of raw CSV, scale 10 ~200 MB
+# A small run: its fixed costs (JIT compilation, plan analysis) outweigh its data, which changes two choices
+# (``driver_jvm_options``, ``_keep``). Scale 1 is ~20 MB of raw CSV, scale 10 ~200 MB.
+SMALL_RUN_INPUT_BYTES = 64 << 20
 C1_ONLY_JIT = "-XX:TieredStopAtLevel=1"
 THROUGHPUT_GC = "-XX:+UseParallelGC"
 R = TypeVar("R")
@@ -68,9 +70,6 @@ SESSION_CONF = {
     # million watch rows) for a cache that lives seconds. Spills go to disk (MEMORY_AND_DISK).
     "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
-# A table with at most this much text (decompressed) keeps rules 1-7 as a local checkpoint, not a cache:
-# see ``_keep``. Measured at scale 1 only (~20 MB in all); larger tables keep the columnar cache.
-CUT_PLAN_TEXT_BYTES = 64 << 20
 # Repeated keys are broadcast to every task up to this many (~20 bytes each); beyond, Spark shuffles.
 BROADCAST_KEYS_LIMIT = 5_000_000
 # A dimension with at most this many keys reaches the facts' orphan rules as a literal set (read from its
@@ -124,6 +123,7 @@ class SilverJob:
         # As configured at start-up: an earlier job may have sized the session's runtime value.
         self.max_partitions = int(spark.sparkContext.getConf().get("spark.sql.shuffle.partitions", "8"))
         self._keys: dict[str, KnownKeys] = {}
+        self.small_run = False  # set by ``run`` from its tables' input; ``run_table`` alone keeps the cache
         self._keys_lock = threading.Lock()
         for key, value in {**SESSION_CONF, **split_conf(split_bytes)}.items():
             spark.conf.set(key, value)
@@ -152,6 +152,7 @@ class SilverJob:
         wanted = set(tables)
         size = self.input_bytes(wanted)
         self.size_shuffles(size)
+        self.small_run = size <= SMALL_RUN_INPUT_BYTES
         workers = workers or (WORKERS_SMALL_INPUT if size <= SMALL_INPUT_BYTES else WORKERS_LARGE_INPUT)
         for wave in (DIMENSIONS, tuple(t for t in TABLE_ORDER if t not in DIMENSIONS)):
             todo = [t for t in wave if t in wanted]
@@ -191,7 +192,7 @@ class SilverJob:
         self.log.info(f"silver {table}: {raw_uri} has {records.data_rows:,} data rows; applying the rules")
         # Rules 1-7 once, kept for both writes; rules 8-9 then only shuffle the rows of repeated keys.
         checked = single_row_rules(parse_lines(records.frame, contract), contract, references)
-        checked = _keep(checked, cut_plan=records.layout.text_bytes <= CUT_PLAN_TEXT_BYTES)
+        checked = _keep(checked, cut_plan=self.small_run)
         repeated = repeated_keys(checked, contract).persist(StorageLevel.MEMORY_AND_DISK)
         disputed = None
         try:
@@ -279,13 +280,13 @@ def _keep(frame: DataFrame, cut_plan: bool) -> DataFrame:
 
     **Cut the plan when the input is small.** Every DataFrame derived from a cached frame carries the
     whole plan below it (parsing, rules 1-7 over every column, the orphan rules' key sets as literals),
-    and Spark analyzes that whole plan again at each derivation: at scale 1, 500 analyses took 14-15 of
-    Silver's CPU-seconds, 5.5 of them in ``DeduplicateRelations``. A local checkpoint stores the same rows
-    in the block manager (memory, spilling to disk) and hands back a frame whose plan is one leaf: the
-    analyses fell to 8-9 CPU-s and Silver from 26-30 s to 21-22 s (``bench/silver_timing.py``'s
+    and Spark analyzes that whole plan again at each derivation: at scale 1, ~500 analyses took 14-15 s of
+    rule time (summed over Silver's threads), 5.5 s of it in ``DeduplicateRelations``. A local checkpoint
+    stores the same rows in the block manager (memory, spilling to disk) and hands back a frame whose plan
+    is one leaf: rule time fell to 8-9 s and Silver from 26-30 s to 21-22 s (``bench/silver_timing.py``'s
     ``time_silver``, alternating runs). It is lazy, so the first job that reads it fills it, as ``persist``
-    does. Large inputs keep the columnar cache: there the plan's cost is noise beside the data's, and the
-    row format's memory at scale 100 was not measured.
+    does. Only in a small run (``SMALL_RUN_INPUT_BYTES``, the whole run's input, as for the JIT choice):
+    at scale 100 the plan's cost is noise beside the data's, and a run there is the same as before.
     """
     if cut_plan:
         return frame.localCheckpoint(eager=False, storageLevel=StorageLevel.MEMORY_AND_DISK)
@@ -330,9 +331,9 @@ def driver_jvm_options(bucket: Bucket, tables: Iterable[str] = TABLE_ORDER) -> s
     **C1 only when small.** On a small input C2's compilations are never repaid: the run ends before the
     optimized code pays for its compile time (scale 1 on an idle machine, same hour: Silver 27.2-28.6 s
     with both tiers, 21.5-22.4 s with C1 only). On larger inputs C1 code costs more than C2's compile time:
-    C1-only doubled the executors' CPU at scale 10, so above ``C1_ONLY_INPUT_BYTES`` the JVM keeps both.
+    C1-only doubled the executors' CPU at scale 10, so above ``SMALL_RUN_INPUT_BYTES`` the JVM keeps both.
     """
-    small = raw_input_bytes(bucket, tables) <= C1_ONLY_INPUT_BYTES
+    small = raw_input_bytes(bucket, tables) <= SMALL_RUN_INPUT_BYTES
     return THROUGHPUT_GC + (f" {C1_ONLY_JIT}" if small else "")
 
 
