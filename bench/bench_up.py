@@ -44,22 +44,22 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 from bench.checkout import env_for, export_ref  # noqa: E402
-from cli.dagster_api import DagsterApi, metadata  # noqa: E402
+from cli.dagster_api import DagsterApi, Run, metadata  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 from tests.launcher_stack import LauncherStack  # noqa: E402
 
 MILESTONES = ("ui", "realtime", "marts", "stop")
 STREAM_PHASES = ("launched", "run_process_up", "spark_up", "first_batch_started", "first_batch_committed")
 BATCH_STEPS = ("silver_tables", "gold_dbt")
-Milestones = Callable[[dict[str, float], dict[str, Any], float], None]
 BATCH_PHASES = ("launched", "run_process_up", *(f"{step}_started" for step in BATCH_STEPS), "ended")
+Milestones = Callable[[dict[str, float], dict[str, Any], float], None]  # (timeline, event, seconds)
 
 
 def _event_seconds(event: dict[str, Any]) -> float:
     return int(event["timestamp"]) / 1000.0
 
 
-def _first_run(api: DagsterApi, job: str, started: float) -> Any:
+def _first_run(api: DagsterApi, job: str, started: float) -> Run | None:
     """The oldest run of ``job`` created since the start: the one the launcher launched (or None)."""
     runs = [r for r in api.runs(job, limit=20) if r.created >= started]
     return runs[-1] if runs else None
