@@ -131,10 +131,12 @@ def warehouse(settings: Settings, sql: str) -> Any:
         con.close()
 
 
-def charts_drawn(page: Any) -> int:
-    """Vega-Lite charts with their SVG drawn (Vega renders SVG here, not canvas)."""
-    page.locator('[data-testid="stVegaLiteChart"] svg').first.wait_for()
-    return page.locator('[data-testid="stVegaLiteChart"]').filter(has=page.locator("svg")).count()
+def charts_drawn(page: Any, expected: int) -> int:
+    """Vega-Lite charts with their SVG drawn (Vega renders SVG here, not canvas), once the ``expected``-th
+    is drawn: Vega draws each chart on its own, and a whole-suite run counted four of five after the first."""
+    drawn = page.locator('[data-testid="stVegaLiteChart"]').filter(has=page.locator("svg"))
+    drawn.nth(expected - 1).wait_for(timeout=120_000)
+    return drawn.count()
 
 
 def tables_drawn(page: Any, expected: int) -> int:
@@ -150,7 +152,7 @@ def test_realtime_page_shows_the_warehouse_numbers(site: Site, browser: Any) -> 
         page.goto(f"{site.url}/{REALTIME.path}")
         wait_rendered(page)
         assert page.locator("h1").first.inner_text() == REALTIME.title
-        assert charts_drawn(page) == 2
+        assert charts_drawn(page, 2) == 2
         # Segments of the newest window, and churn-risk alerts when the stream raised any (data-dependent).
         [alerts] = warehouse(site.settings, "SELECT count(*) FROM realtime.churn_risk_alerts")
         assert tables_drawn(page, 1 + (alerts > 0)) == 1 + (alerts > 0)
@@ -183,7 +185,7 @@ def test_history_page_shows_the_warehouse_numbers(site: Site, browser: Any) -> N
         page.goto(f"{site.url}/{HISTORY.path}")
         wait_rendered(page)
         assert page.locator("h1").first.inner_text() == HISTORY.title
-        assert charts_drawn(page) == 5  # MAU by country, by plan; retention curves, heatmap; genres
+        assert charts_drawn(page, 5) == 5  # MAU by country, by plan; retention curves, heatmap; genres
         assert tables_drawn(page, 1) == 1
         mau = "batch.main.serving_monthly_active_users"
         month, users, speed_only = warehouse(
