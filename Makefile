@@ -41,11 +41,14 @@ browser:
 
 # Two test files at a time (pytest-xdist, one file per worker so module fixtures are built once): half the
 # suite waits on wall-clock behaviour (on-call breaches, stream triggers, a UI coming up), not on the CPU.
+# Files go out longest first (tests/file_order.py); --no-loadscope-reorder keeps xdist from putting the
+# files with the most tests first instead, which left the long end-to-end files to run last, one at a time.
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 test: $(STAMP) browser
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(PYTEST) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -m "not slow"
+	$(PYTEST) -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
