@@ -41,9 +41,9 @@ browser:
 
 # Two test files at a time (pytest-xdist, one file per worker so module fixtures are built once): half the
 # suite waits on wall-clock behaviour (on-call breaches, stream triggers, a UI coming up), not on the CPU.
-# Files go out longest first (tests/file_order.py); --no-loadscope-reorder keeps xdist from putting the
-# files with the most tests first instead, which left the long end-to-end files to run last, one at a time.
-PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+# xdist's own order (files with the most tests first): handing the longest files out first measured no
+# better, within a spread of 1934-2439 s between runs (docs/benchmarks.md, "make test's wall time").
+PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile
 test: $(STAMP) browser
 	$(PYTEST) $(PYTEST_ARGS)
 

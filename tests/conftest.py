@@ -17,7 +17,6 @@ import pytest
 from core.bucket import Bucket
 from core.settings import Settings
 from tests.emulators.bigquery import BigQueryEmulator, EmulatorUnavailable, ensure_emulator_venv
-from tests.file_order import pytest_addoption, pytest_collection_modifyitems, pytest_configure  # noqa: F401
 
 BIN = Path(sys.executable).parent
 
