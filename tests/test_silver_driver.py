@@ -38,7 +38,8 @@ resource.spark_session.stop()
 
 def test_silver_driver_runs_the_throughput_collector_and_c1_on_a_small_input(tmp_path: Path) -> None:
     generate(Bucket.from_settings(Settings(_env_file=None, data_dir=tmp_path)), scale=0.05)
-    env = {**os.environ, "NETFLIX_DATA_DIR": str(tmp_path)}
+    # Without the tests' own C1-only default (tests/conftest.py): the options must come from the resource.
+    env = {**os.environ, "NETFLIX_DATA_DIR": str(tmp_path), "JDK_JAVA_OPTIONS": ""}
     done = subprocess.run([sys.executable, "-c", START], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     collectors, arguments = done.stdout.splitlines()[-2:]
