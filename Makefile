@@ -40,10 +40,9 @@ browser:
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) still missing after apt-get install chromium"; exit 1; }
 
 # Three test files at a time (pytest-xdist, one file per worker so module fixtures are built once): the
-# end-to-end files wait on wall-clock behaviour (on-call breaches, stream triggers, a UI coming up), and with
-# two workers the 2 cores idled 12 % of the run, with three 1.5 %, and the suite took 1896 s
-# against 2059 s (docs/benchmarks.md, "make test's wall time"). xdist's own file order: handing the longest
-# files out first measured no better.
+# end-to-end files wait on wall-clock behaviour (on-call breaches, stream triggers, a UI coming up), and
+# with two workers the 2 cores idled 8 % of the tests' time, with three 1.5 % (1896 s against 2059 s;
+# docs/benchmarks.md, "Where the suite's CPU goes"). xdist's own file order: longest first measured no better.
 PYTEST := $(BIN)/python -m pytest -n 3 --dist loadfile
 test: $(STAMP) browser
 	$(PYTEST) $(PYTEST_ARGS)

@@ -24,7 +24,8 @@ BIN = Path(sys.executable).parent
 # cluster's daemons) compiles with C1 only: they live minutes on inputs of a few thousand rows, where C2's
 # compilations are never repaid (the reasoning of silver.job.driver_jvm_options, which makes the same
 # choice for small Silver runs in production). Measured on three Spark-heavy files run alone, alternating:
-# 578 and 602 CPU-s with both tiers, 438 and 419 with C1 only (docs/benchmarks.md, "make test's wall time").
+# 578 and 602 CPU-s with both tiers, 438 and 419 with C1 only (docs/benchmarks.md, "Where the suite's
+# CPU goes").
 # JDK_JAVA_OPTIONS reaches every `java` launch, also through environments that drop NETFLIX_* variables;
 # set it yourself (even empty) to test with the JVM's default tiers.
 os.environ.setdefault("JDK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
