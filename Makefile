@@ -39,11 +39,12 @@ browser:
 	    exit 1; }; }
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) still missing after apt-get install chromium"; exit 1; }
 
-# Two test files at a time (pytest-xdist, one file per worker so module fixtures are built once). Three
-# used the 8 % the cores idled with two (pytest 1436 s against 2059 s, with C1-only test JVMs), but under
-# that load a stream's Spark Python worker failed to connect back in time in one run of two
-# (docs/benchmarks.md, "Where the suite's CPU goes"). xdist's own file order: longest first measured no better.
-PYTEST := $(BIN)/python -m pytest -n 2 --dist loadfile
+# Three test files at a time (pytest-xdist, one file per worker so module fixtures are built once): with
+# two the cores idled 8 % of the time, mostly while end-to-end files wait (pytest 1436 s against 2059 s,
+# with C1-only test JVMs). The load that makes a Spark Python worker miss its 10 s to connect back no longer
+# fails the stream: it restarts its query (streaming/worker_restart.py). docs/benchmarks.md, "Where the
+# suite's CPU goes". xdist's own file order: longest first measured no better.
+PYTEST := $(BIN)/python -m pytest -n 3 --dist loadfile
 test: $(STAMP) browser
 	$(PYTEST) $(PYTEST_ARGS)
 

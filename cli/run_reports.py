@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cli.dagster_api import DagsterApi, DagsterApiError, Run, is_unreachable, metadata
-from core.contracts.speed import BROKER_LOSS_HEADLINE
+from core.contracts.speed import BROKER_LOSS_HEADLINE, WORKER_RESTART_HEADLINE
 
 log = logging.getLogger("cli.runs")
 
@@ -234,9 +234,14 @@ class StreamReport(RunReport):
         )
 
     def on_LogMessageEvent(self, event: dict[str, Any]) -> None:
-        if RunReport.stopping or event.get("level") not in ("ERROR", "CRITICAL"):
+        if RunReport.stopping:
             return
         message = _first_line(event.get("message"))
+        if event.get("level") == "WARNING" and WORKER_RESTART_HEADLINE in message:  # busy cores; goes on
+            log.warning("stream: %s", message)
+            return
+        if event.get("level") not in ("ERROR", "CRITICAL"):
+            return
         if message.startswith(BROKER_LOSS_HEADLINE) and not StreamReport.first_batch_seen:
             # Expected on every start but the first: the embedded broker keeps events in memory only.
             log.warning(

@@ -42,6 +42,12 @@ from streaming.kafka_source import SOURCE_NAME, register, source_options
 from streaming.micro_batch import BatchMetrics, MicroBatchProcessor
 from streaming.realtime_sinks import open_realtime_sink
 from streaming.sinks import DeadLetterPublisher
+from streaming.worker_restart import (
+    MAX_WORKER_RESTARTS,
+    RESTART_PAUSE_S,
+    WorkerRestart,
+    is_worker_start_timeout,
+)
 
 log = logging.getLogger("streaming")
 
@@ -97,6 +103,7 @@ class StreamSummary:
     elapsed_s: float = 0.0
     stopped_by: str = ""
     broker_resets: int = 0  # checkpoint resets after the embedded broker came back empty
+    worker_restarts: int = 0  # query restarts after a slow Python worker start (streaming.worker_restart)
     resets: list[BrokerReset] = field(default_factory=list, repr=False)
     last: BatchMetrics | None = field(default=None, repr=False)
 
@@ -119,6 +126,8 @@ class StreamSummary:
             if self.broker_resets
             else ""
         )
+        if self.worker_restarts:
+            resets += f"; {self.worker_restarts} restart(s) after a slow Python worker start"
         return (
             f"stream {query_name} stopped ({self.stopped_by}) after {self.elapsed_s:.0f} s: {self.batches} "
             f"batch(es), {self.rows_in:,} events ({self.valid:,} valid, {self.dead_letters:,} dead-letter, "
@@ -136,7 +145,7 @@ def run_stream(
     *,
     stop_event: threading.Event | None = None,
     on_batch: Callable[[BatchMetrics], None] | None = None,
-    on_reset: Callable[[BrokerReset], None] | None = None,
+    on_reset: Callable[[BrokerReset | WorkerRestart], None] | None = None,
     source: Callable[[SparkSession], DataFrame] | None = None,
 ) -> StreamSummary:
     """Run the streaming query until ``stop_event`` is set (or the backlog is done with ``available_now``).
@@ -144,7 +153,9 @@ def run_stream(
     Raises :class:`StreamFailedError` if the query dies (e.g. the broker lost data the checkpoint
     references), except when the *embedded* broker came back empty: then the checkpoint is archived, the
     loss logged at ERROR, ``on_reset`` called, and the query restarted from the new topic
-    (:mod:`streaming.broker_reset`). ``source`` replaces the Kafka source by any streaming DataFrame with
+    (:mod:`streaming.broker_reset`); and except when Spark's Python worker was only slow to start: then
+    the query restarts from its checkpoint, ``on_reset`` is called with a :class:`WorkerRestart`
+    (:mod:`streaming.worker_restart`). ``source`` replaces the Kafka source by any streaming DataFrame with
     the same columns (``streaming.kafka_source.SCHEMA``; the benchmark feeds pre-generated events through
     the identical query to measure the ceiling).
     """
@@ -163,7 +174,7 @@ class _StreamRunner:
         kafka: KafkaCluster,
         options: StreamOptions,
         on_batch: Callable[[BatchMetrics], None] | None,
-        on_reset: Callable[[BrokerReset], None] | None,
+        on_reset: Callable[[BrokerReset | WorkerRestart], None] | None,
         source: Callable[[SparkSession], DataFrame] | None,
     ) -> None:
         self.spark, self.bucket, self.kafka, self.options = spark, bucket, kafka, options
@@ -176,7 +187,7 @@ class _StreamRunner:
 
     def run(self, stop_event: threading.Event | None) -> StreamSummary:
         started = time.monotonic()
-        resets_without_progress = 0
+        failures_in_a_row = 0  # without a committed micro-batch in between
         try:
             self.store.publish()  # readers find the tables even before the first batch
             while True:
@@ -187,8 +198,9 @@ class _StreamRunner:
                 if failure is None:
                     break
                 progressed = self.summary.batches > batches_before
-                resets_without_progress = 0 if progressed else resets_without_progress + 1
-                self._recover(_describe(failure), resets_without_progress)
+                failures_in_a_row = 1 if progressed else failures_in_a_row + 1
+                if not self._recover(_describe(failure), failures_in_a_row, stop_event):
+                    break
         finally:
             self.summary.elapsed_s = time.monotonic() - started
             self.store.close()
@@ -262,14 +274,17 @@ class _StreamRunner:
         )
         return self.spark.readStream.format(SOURCE_NAME).options(**kafka_options).load()
 
-    def _recover(self, cause: str, resets_without_progress: int) -> None:
-        """Reset after an embedded-broker data loss, or raise :class:`StreamFailedError`."""
+    def _recover(self, cause: str, failures_in_a_row: int, stop_event: threading.Event | None) -> bool:
+        """Restart after a slow worker start or reset after an embedded-broker data loss (``True``: run the
+        query again; ``False``: a stop came during the pause), or raise :class:`StreamFailedError`."""
         error = f"streaming query {self.options.query_name} failed: {cause}"
+        if is_worker_start_timeout(cause):
+            return self._restart_after_slow_worker(error, failures_in_a_row, stop_event)
         if self.source is not None or not is_broker_data_loss(cause):
             raise StreamFailedError(error)
         if not reset_allowed(self.kafka, self.options.reset_on_broker_loss):
             raise StreamFailedError(error + refusal_hint(self.kafka))
-        if resets_without_progress > MAX_RESETS_WITHOUT_PROGRESS:
+        if failures_in_a_row > MAX_RESETS_WITHOUT_PROGRESS:
             raise StreamFailedError(
                 f"{error}. Already reset {MAX_RESETS_WITHOUT_PROGRESS} times in a row without committing "
                 "a batch in between: the embedded broker keeps losing its data; check "
@@ -286,6 +301,26 @@ class _StreamRunner:
         self.summary.resets.append(reset)
         if self.on_reset is not None:
             self.on_reset(reset)
+        return True
+
+    def _restart_after_slow_worker(
+        self, error: str, failures_in_a_row: int, stop_event: threading.Event | None
+    ) -> bool:
+        if failures_in_a_row > MAX_WORKER_RESTARTS:
+            raise StreamFailedError(
+                f"{error}. Restarted {MAX_WORKER_RESTARTS} times in a row without committing a batch: "
+                "the Python worker never starts in time; check that NETFLIX_PYSPARK_PYTHON runs and can "
+                "`import pyspark, pyarrow, confluent_kafka`, and the machine's load"
+            )
+        restart = WorkerRestart(failures_in_a_row, error)
+        log.warning(restart.message(self.options.query_name))
+        self.summary.worker_restarts += 1
+        if self.on_reset is not None:
+            self.on_reset(restart)
+        if stop_event is not None and stop_event.wait(RESTART_PAUSE_S):
+            self.summary.stopped_by = "stop requested"
+            return False
+        return True
 
 
 def _wait(query: Any, stop_event: threading.Event | None) -> str:

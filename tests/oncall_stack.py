@@ -66,7 +66,7 @@ class Stack:
                 proc.wait(timeout=30)
 
     def start_stream(self) -> None:
-        self.start("stream", "stream", "--trigger-seconds", "2")
+        self.start("stream", "stream", "--trigger-seconds", "5")  # well inside the 60 s objective
 
     def start_producer(self, poison_rate: float = 0.001) -> None:
         self.start(

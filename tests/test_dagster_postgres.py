@@ -99,7 +99,7 @@ def test_sensor_launched_stream_and_a_batch_run_share_a_postgres_instance(
             **settings.subprocess_env(), **postgres.env(), "DAGSTER_HOME": str(home),
             "NETFLIX_DATA_DIR": str(data_dir), "NETFLIX_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
             "NETFLIX_SPARK_MASTER": "local[2]", "NETFLIX_SPARK_DRIVER_MEMORY": "1g",
-            "NETFLIX_SPARK_SHUFFLE_PARTITIONS": "2", "NETFLIX_STREAM_TRIGGER_SECONDS": "2",
+            "NETFLIX_SPARK_SHUFFLE_PARTITIONS": "2", "NETFLIX_STREAM_TRIGGER_SECONDS": "5",
         }  # fmt: skip
         for name, value in postgres.env().items():
             monkeypatch.setenv(name, value)

@@ -1,4 +1,5 @@
 """The embedded broker restarts empty: the stream recovers loudly; on a real Kafka cluster it keeps failing.
+A Python worker slow to start (busy cores) restarts the query from its checkpoint, losing nothing.
 
 Real Tansu on 127.0.0.1, real Spark (``local[2]``). Expectations come from what the producer reported it
 sent (exact delivery accounting, poison counted by kind), never from the stream under test.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import duckdb
@@ -18,6 +20,7 @@ from core.bucket import Bucket
 from core.contracts.speed import ARCHIVED_CHECKPOINTS_KEY, checkpoint_key
 from core.kafka.cluster import KafkaCluster
 from core.settings import Settings
+from core.spark import use_python
 from core.warehouse import Warehouse, WarehouseLayout
 from embedded_broker.process import EmbeddedBroker
 from producer.publish import ProduceReport, produce
@@ -29,6 +32,7 @@ from streaming.broker_reset import (
     write_batch_base,
 )
 from streaming.job import StreamFailedError, StreamOptions, StreamSummary, run_stream
+from streaming.worker_restart import RESTART_PAUSE_S
 from tests.spark_fixtures import spark_session_fixture, write_dimensions  # noqa: F401
 
 FIRST, SECOND, PER_TRIGGER = 600, 400, 250  # several batches per run, so batch ids really collide
@@ -142,6 +146,45 @@ def test_real_kafka_is_never_reset(spark: SparkSession, tmp_path: Path) -> None:
     assert "real Kafka cluster" in message and "cluster id changed" in message
     assert not bucket.exists(ARCHIVED_CHECKPOINTS_KEY) and not bucket.exists(batch_base_key(checkpoint_key()))
     assert sorted(p.name for p in bucket.local_path(f"{checkpoint_key()}/commits").iterdir()) == committed
+
+
+@pytest.mark.slow
+def test_a_python_worker_slow_to_start_restarts_the_query_and_loses_nothing(
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a CI run on overloaded cores met, made on purpose: the Kafka source's runner process takes longer
+    than Spark's fixed 10 s to connect back, once."""
+    marker = tmp_path / "slowed"
+    slow_python = tmp_path / "slow-python"
+    slow_python.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in *python_streaming_source_runner*)\n'
+        f'  if mkdir "{marker}" 2>/dev/null; then sleep 15; fi;;\n'
+        "esac\n"
+        f'exec "{sys.executable}" "$@"\n'
+    )
+    slow_python.chmod(0o755)
+    data_dir = tmp_path / "data"
+    with EmbeddedBroker(tmp_path / "broker", record_state=False) as broker:
+        settings = stream_settings(data_dir, broker.bootstrap_servers)
+        write_dimensions(Bucket.from_settings(settings), users=5, movies=5)
+        sent = publish(settings, SECOND, seed=5)
+        use_python(spark, str(slow_python))
+        try:
+            with caplog.at_level(logging.WARNING, logger="streaming"):
+                summary = stream(settings, spark)
+        finally:
+            use_python(spark, sys.executable)
+
+    assert marker.is_dir(), "the wrapper never saw the source runner start"
+    assert summary.worker_restarts == 1 and summary.broker_resets == 0, summary.describe("watch_events")
+    assert summary.elapsed_s > RESTART_PAUSE_S
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("did not connect back within Spark's fixed 10 s" in m for m in warnings), warnings
+    assert (summary.rows_in, summary.valid, summary.dead_letters) == (SECOND, sent.valid, sent.poison_total)
+    ledger = WarehouseLayout.from_settings(settings).realtime_snapshot("stream_batches")
+    totals = duckdb.sql(f"SELECT sum(rows_in), sum(valid) FROM read_parquet('{ledger}')").fetchall()[0]
+    assert totals == (SECOND, sent.valid)
 
 
 def test_archive_moves_every_checkpoint_file_and_the_base_round_trips(any_bucket: Bucket) -> None:

@@ -22,6 +22,9 @@ ARCHIVED_CHECKPOINTS_KEY = f"{CHECKPOINTS_KEY}/_archived"
 # First words of the stream's error when it resets its checkpoint to a broker that lost data (the run
 # command recognises it: the embedded broker starts empty at every start).
 BROKER_LOSS_HEADLINE = "EMBEDDED BROKER LOST DATA"
+# Words of the stream's warning when it restarts its query after a slow Python worker start (the run
+# command shows it: busy cores, the stream carries on).
+WORKER_RESTART_HEADLINE = "Spark's Python worker did not connect back within Spark's fixed 10 s"
 QUERY_NAME = "watch_events"
 
 ENGAGEMENT_TABLE = "engagement_health_realtime"

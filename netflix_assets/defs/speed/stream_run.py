@@ -31,6 +31,7 @@ from core.warehouse import Warehouse
 from streaming.broker_reset import BrokerReset
 from streaming.job import GRACEFUL_STOP_TIMEOUT_S, StreamOptions, StreamSummary, run_stream
 from streaming.micro_batch import BatchMetrics
+from streaming.worker_restart import WorkerRestart
 
 STREAM_ERROR_TAG = "netflix/stream_error"  # set on a run whose streaming query failed (not interrupted)
 
@@ -48,7 +49,7 @@ def run_stream_in_dagster(
     """Run the query until it ends or the run is terminated; raise ``Failure`` if the stream failed."""
     spark = pyspark.spark_session
     use_python(spark, settings.pyspark_python)
-    handoff: queue.Queue[BatchMetrics | BrokerReset] = queue.Queue()
+    handoff: queue.Queue[BatchMetrics | BrokerReset | WorkerRestart] = queue.Queue()
     stop = threading.Event()
     outcome: dict[str, Any] = {}
 
@@ -89,7 +90,7 @@ def run_stream_in_dagster(
 def _relay(
     context: AssetExecutionContext,
     worker: threading.Thread,
-    handoff: "queue.Queue[BatchMetrics | BrokerReset]",
+    handoff: "queue.Queue[BatchMetrics | BrokerReset | WorkerRestart]",
     paths: dict[str, MetadataValue],
     specs: Sequence[AssetSpec],
     options: StreamOptions,
@@ -103,6 +104,8 @@ def _relay(
             continue
         if isinstance(item, BrokerReset):  # the embedded broker came back empty
             context.log.error(item.message(options.query_name, kafka.topic))
+        elif isinstance(item, WorkerRestart):  # busy cores: the query restarts from its checkpoint
+            context.log.warning(item.message(options.query_name))
         else:
             _log_batch(context, item, paths, specs)
 
