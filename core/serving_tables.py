@@ -20,6 +20,7 @@ from google.cloud import bigquery
 from core.bigquery import JOB_TIMEOUT_S, RETRY, bigquery_client, quoted, table_id
 from core.warehouse import BigQueryTarget, Warehouse, connect_serving
 
+WATERMARK_MODEL = "batch_watermark"  # one row per build: W and when the build ran (built_at)
 # A model that is not there (no build yet), as each warehouse says it.
 MISSING_MODEL = (duckdb.CatalogException, NotFound)
 

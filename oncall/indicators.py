@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from oncall.definitions import Slo
 from oncall.readings import Readings, TopicUnavailable
 from oncall.sample import Sample
+from oncall.warehouse_reader import WarehouseUnavailable
 
 LATENCY_STALE_AFTER_S = 60.0  # a batch older than this says nothing about the stream's current latency
 TOP_REASONS = 5
@@ -27,27 +28,26 @@ class Context:
 
     monitor_started_at: float
     traffic_expected: bool
-    measures_marts: bool  # False when the warehouse is BigQuery (no local batch file to date)
 
 
 SliFunction = Callable[[Slo, Readings, Context], Sample]
 
 
-def _reads_the_topic(sli: SliFunction) -> SliFunction:
-    """An SLI of the topic: an unreadable topic gives a sample without a verdict that says why."""
+def _measured(sli: SliFunction) -> SliFunction:
+    """An unreadable source (the topic, the warehouse) gives a sample without a verdict that says why."""
 
     @functools.wraps(sli)
     def measured(slo: Slo, readings: Readings, ctx: Context) -> Sample:
         try:
             return sli(slo, readings, ctx)
-        except TopicUnavailable as exc:
+        except (TopicUnavailable, WarehouseUnavailable) as exc:
             details = {"headline": f"not measured: {exc}", "error": str(exc)}
             return Sample(slo.name, readings.now, None, None, details)
 
     return measured
 
 
-@_reads_the_topic
+@_measured
 def speed_freshness(slo: Slo, readings: Readings, ctx: Context) -> Sample:
     """Age of the oldest event the stream has not committed (0 when it committed everything)."""
     now = readings.now
@@ -86,6 +86,7 @@ def speed_freshness(slo: Slo, readings: Readings, ctx: Context) -> Sample:
     return Sample(slo.name, now, age, slo.meets(age), details)
 
 
+@_measured
 def speed_latency_p95(slo: Slo, readings: Readings, ctx: Context) -> Sample:
     """p95 event→published latency of the newest micro-batch published in the last minute."""
     now = readings.now
@@ -99,6 +100,7 @@ def speed_latency_p95(slo: Slo, readings: Readings, ctx: Context) -> Sample:
     return Sample(slo.name, now, value, slo.meets(value), details)
 
 
+@_measured
 def validation_success_rate(slo: Slo, readings: Readings, ctx: Context) -> Sample:
     """Valid / consumed over the SLO's window, with the top dead-letter reasons."""
     now = readings.now
@@ -128,12 +130,10 @@ def validation_success_rate(slo: Slo, readings: Readings, ctx: Context) -> Sampl
     return Sample(slo.name, now, value, slo.meets(value), details)
 
 
+@_measured
 def marts_age(slo: Slo, readings: Readings, ctx: Context) -> Sample:
-    """Seconds since the batch warehouse was last published."""
+    """Seconds since the marts readers see were built (``batch.duckdb`` replaced, or ``built_at``)."""
     now = readings.now
-    if not ctx.measures_marts:
-        headline = "not measured on BigQuery (no local batch warehouse file)"
-        return Sample(slo.name, now, None, None, {"headline": headline})
     published = readings.marts_published_at()
     if published is None:
         return Sample(slo.name, now, None, None, {"headline": "no batch build published yet"})
@@ -142,7 +142,7 @@ def marts_age(slo: Slo, readings: Readings, ctx: Context) -> Sample:
     return Sample(slo.name, now, age, slo.meets(age), details)
 
 
-@_reads_the_topic
+@_measured
 def input_silence(slo: Slo, readings: Readings, ctx: Context) -> Sample:
     """Seconds since the newest event on the topic (since the monitor started, if the topic is empty)."""
     now = readings.now

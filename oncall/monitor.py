@@ -23,8 +23,8 @@ import psutil
 
 from core.bucket import Bucket
 from core.kafka.cluster import KafkaCluster, read_state
-from core.settings import Settings, WarehouseKind
-from core.warehouse import WarehouseLayout
+from core.settings import Settings
+from core.warehouse import Warehouse, WarehouseLayout
 from oncall.alerts import Links, event_alert, slo_alert, source_name
 from oncall.budget import SloStatus, evaluate
 from oncall.definitions import Severity, SloBook, load_slo_book
@@ -35,6 +35,7 @@ from oncall.incidents import IncidentBook
 from oncall.indicators import SLIS, Context
 from oncall.notifiers import build_notifiers
 from oncall.readings import Readings, TopicReading, TopicUnavailable, TopicWatch
+from oncall.warehouse_reader import open_warehouse_reader
 
 log = logging.getLogger("oncall.monitor")
 
@@ -65,11 +66,11 @@ class Monitor:
         self.history = SampleHistory(self.layout, retention_s=self.slos.budget_window_s + 86400)
         self.cluster = KafkaCluster.from_settings(settings)
         self.topic_watch = TopicWatch(self.cluster, Bucket.from_settings(settings))
+        self.warehouse = open_warehouse_reader(Warehouse.from_settings(settings))
         self.started_at = clock()
         self.context = Context(
             monitor_started_at=self.started_at,
             traffic_expected=settings.slo_traffic_expected,
-            measures_marts=settings.warehouse is WarehouseKind.DUCKDB,
         )
         self.samples = 0
         self.topic_failures = 0
@@ -79,11 +80,12 @@ class Monitor:
     def close(self) -> None:
         self.history.close()
         self.topic_watch.close()
+        self.warehouse.close()
 
     # -- one sample -----------------------------------------------------------------------------------
     def tick(self) -> list[SloStatus]:
         now = self.clock()
-        readings = Readings(self.topic_watch, self.layout, now)
+        readings = Readings(self.topic_watch, self.warehouse, now)
         samples = [SLIS[slo.sli](slo, readings, self.context) for slo in self.slos.slos.values()]
         self.history.append(samples)
         counts = self.history.counts(now, self.slos.windows())

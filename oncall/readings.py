@@ -4,28 +4,27 @@
   newest record's timestamp per partition, and the timestamp of the first record the stream has not
   committed (the stream's committed offsets come from its Spark checkpoint files, read without touching
   the running query: ``core.checkpoint``);
-* the stream's ledger as published (``realtime/stream_batches.parquet``), never ``realtime.duckdb``;
-* the published batch warehouse's modification time.
+* the stream's ledger and when the marts were built, from the warehouse in use
+  (``oncall.warehouse_reader``: files on DuckDB, never ``realtime.duckdb``; tables on BigQuery).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow.parquet as pq
 from confluent_kafka import KafkaException
 
 from core.bucket import Bucket
 from core.checkpoint import read_progress
-from core.contracts.speed import LEDGER_TABLE, checkpoint_key
+from core.contracts.speed import checkpoint_key
 from core.kafka.cluster import BrokerNotRunning, KafkaCluster
 from core.kafka.offsets import EndOffsetProbe
-from core.warehouse import WarehouseLayout
+from oncall.warehouse_reader import WarehouseReader, WarehouseUnavailable
 
 PROBE_TIMEOUT_S = 5.0
-LEDGER_COLUMNS = ("batch_id", "rows_in", "dead_letters", "published_at", "latency_p95_s", "dead_by_reason")
 
 
 class TopicUnavailable(RuntimeError):
@@ -97,46 +96,31 @@ class TopicWatch:
         )
 
 
-def read_ledger(layout: WarehouseLayout, since: float) -> list[dict[str, Any]]:
-    """Micro-batches published since ``since`` (epoch s), from the stream's published ledger snapshot."""
-    path = layout.realtime_snapshot(LEDGER_TABLE)
-    try:
-        schema = pq.read_schema(path)
-    except (FileNotFoundError, OSError):
-        return []
-    if "published_at" not in schema.names:  # written by a stream older than these columns
-        return []
-    table = pq.read_table(path, columns=list(LEDGER_COLUMNS), filters=[("published_at", ">=", since)])
-    return sorted(table.to_pylist(), key=lambda row: row["published_at"])
-
-
 @dataclass
 class Readings:
     """One sample's view of the world: each source read lazily, at most once."""
 
     topic_watch: TopicWatch
-    layout: WarehouseLayout
+    warehouse: WarehouseReader
     now: float = field(default_factory=time.time)
-    _topic: TopicReading | TopicUnavailable | None = None
-    _ledger: dict[float, list[dict[str, Any]]] = field(default_factory=dict)
+    _read: dict[Any, Any] = field(default_factory=dict)  # what was read, or why it could not be
 
     def topic(self) -> TopicReading:
-        if self._topic is None:
-            try:
-                self._topic = self.topic_watch.read()
-            except TopicUnavailable as exc:
-                self._topic = exc
-        if isinstance(self._topic, TopicUnavailable):
-            raise self._topic
-        return self._topic
+        return self._once("topic", self.topic_watch.read)
 
     def ledger(self, window_s: float) -> list[dict[str, Any]]:
-        if window_s not in self._ledger:
-            self._ledger[window_s] = read_ledger(self.layout, self.now - window_s)
-        return self._ledger[window_s]
+        return self._once(("ledger", window_s), lambda: self.warehouse.ledger(self.now - window_s))
 
     def marts_published_at(self) -> float | None:
-        try:
-            return self.layout.batch_published.stat().st_mtime
-        except FileNotFoundError:
-            return None
+        return self._once("marts", self.warehouse.marts_published_at)
+
+    def _once(self, key: Any, read: Callable[[], Any]) -> Any:
+        if key not in self._read:
+            try:
+                self._read[key] = read()
+            except (TopicUnavailable, WarehouseUnavailable) as exc:
+                self._read[key] = exc
+        value = self._read[key]
+        if isinstance(value, TopicUnavailable | WarehouseUnavailable):
+            raise value
+        return value

@@ -10,6 +10,7 @@ the Silver asset replaces the loaded table instead of appending to it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
 import duckdb
@@ -19,6 +20,7 @@ from dagster import AssetKey, AssetsDefinition, materialize
 from core.bigquery import bigquery_client
 from core.bucket import Bucket
 from core.contracts.silver import TABLE_ORDER
+from core.serving_tables import WATERMARK_MODEL
 from core.settings import Settings
 from core.warehouse import Warehouse
 from datagen import generate
@@ -26,6 +28,10 @@ from netflix_assets.defs.dbt import definitions as gold
 from netflix_assets.defs.raw import definitions as raw
 from netflix_assets.defs.silver import definitions as silver
 from netflix_assets.resources import build_resources
+from oncall.definitions import load_slo_book
+from oncall.indicators import SLIS, Context
+from oncall.readings import Readings
+from oncall.warehouse_reader import BigQueryWarehouse
 from reference.marts import MART_SQL, compute_reference, mart_differences
 from tests.conftest import bigquery_settings
 from tests.emulators.bigquery import BigQueryEmulator
@@ -72,6 +78,30 @@ def test_the_whole_batch_layer_builds_on_bigquery(batch_on_bigquery) -> None:
     assert {AssetKey(["silver", t]) for t in TABLE_ORDER} | {AssetKey("monthly_engagement")} <= materialized
     # Nothing was written to the DuckDB warehouse: the marts live in BigQuery only.
     assert not (settings.warehouse_dir / "batch.duckdb").exists()
+
+
+def test_the_slo_monitor_dates_the_marts_by_their_build_on_bigquery(batch_on_bigquery) -> None:
+    """No ``batch.duckdb`` to date on BigQuery: the monitor reads ``built_at`` of the watermark row."""
+    settings, result, _ = batch_on_bigquery
+    assert result.success
+    target = Warehouse.from_settings(settings).bigquery
+    client = bigquery_client(target)
+    try:
+        [(built_at,)] = client.query(
+            f"SELECT built_at FROM `{target.project}.{target.dataset}.{WATERMARK_MODEL}`"
+        ).result()
+    finally:
+        client.close()
+    built = (built_at if built_at.tzinfo else built_at.replace(tzinfo=UTC)).timestamp()
+    slo = next(s for s in load_slo_book(settings).slos.values() if s.sli == "marts_age")
+    reader = BigQueryWarehouse(target)
+    try:
+        readings = Readings(None, reader)  # type: ignore[arg-type]  # the topic is not read here
+        sample = SLIS[slo.sli](slo, readings, Context(monitor_started_at=0.0, traffic_expected=True))
+    finally:
+        reader.close()
+    assert sample.details["published_at"] == pytest.approx(built, abs=1e-3)
+    assert 0.0 <= sample.value <= readings.now - built + 1e-3 and sample.good is True, sample
 
 
 def test_silver_in_bigquery_equals_what_spark_wrote(batch_on_bigquery) -> None:

@@ -10,7 +10,9 @@ messages on the topic and the raw CSVs, in plain DuckDB, never from the stream.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -25,6 +27,10 @@ from core.settings import Settings
 from core.warehouse import Warehouse
 from datagen import generate
 from embedded_broker.process import EmbeddedBroker
+from oncall.definitions import load_slo_book
+from oncall.indicators import SLIS, Context
+from oncall.readings import Readings
+from oncall.warehouse_reader import BigQueryWarehouse
 from producer.publish import produce
 from producer.sources import Catalog, synthetic_source
 from streaming.bigquery_store import STAGING_PREFIX
@@ -158,3 +164,26 @@ def test_two_sigkills_mid_batch_leave_exact_totals_in_bigquery(
     staged = [t for t in client.list_tables(dataset) if t.table_id.startswith(STAGING_PREFIX)]
     assert staged == []  # every staging table was dropped
     assert not (settings.warehouse_dir / "realtime.duckdb").exists()  # nothing fell back to DuckDB
+    _the_monitor_reads_this_ledger(settings, client, ledger)
+
+
+def _the_monitor_reads_this_ledger(settings: Settings, client: bigquery.Client, ledger: str) -> None:
+    """The SLO monitor's validation rate on BigQuery: over every batch whose outcome the stream recorded
+    (one the emulator committed after the kill is in the ledger without ``published_at``, so not counted)."""
+    [(published, consumed, dead, unpublished)] = client.query(
+        f"SELECT COUNTIF(published_at IS NOT NULL), SUM(IF(published_at IS NULL, 0, rows_in)), "
+        f"SUM(IF(published_at IS NULL, 0, dead_letters)), COUNTIF(published_at IS NULL) FROM {ledger}"
+    ).result()
+    assert unpublished <= 1 and consumed > 0
+    slo = load_slo_book(settings).slos["validation_rate"]
+    slo = replace(slo, window_s=time.time())  # every batch of the test
+    reader = BigQueryWarehouse(Warehouse.from_settings(settings).bigquery)
+    try:
+        readings = Readings(None, reader)  # type: ignore[arg-type]  # the topic is not read here
+        sample = SLIS[slo.sli](slo, readings, Context(monitor_started_at=0.0, traffic_expected=True))
+    finally:
+        reader.close()
+    details = sample.details
+    assert (details["batches"], details["consumed"], details["dead_letters"]) == (published, consumed, dead)
+    assert sample.value == pytest.approx((consumed - dead) / consumed)
+    assert 0 < sum(details["top_dead_letter_reasons"].values()) <= dead

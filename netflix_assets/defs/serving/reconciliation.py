@@ -17,9 +17,8 @@ from typing import Any
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, MetadataValue, asset_check
 
-from core.serving_tables import ServingTables, serving_tables
+from core.serving_tables import WATERMARK_MODEL, ServingTables, serving_tables
 from netflix_assets.defs.metadata import markdown_table
-from netflix_assets.defs.serving.watermark import MODEL as WATERMARK_MODEL
 from netflix_assets.defs.serving.watermark import read_watermark, watermark_metadata
 from netflix_assets.resources import DataQualityResource, WarehouseResource
 

@@ -11,15 +11,13 @@ from typing import Any
 
 from dagster import MetadataValue
 
-from core.serving_tables import MISSING_MODEL, ServingTables
-
-MODEL = "batch_watermark"
+from core.serving_tables import MISSING_MODEL, WATERMARK_MODEL, ServingTables
 
 
 def read_watermark(tables: ServingTables) -> dict[str, Any] | None:
     """The ``batch_watermark`` row, or None if the warehouse has none."""
     try:
-        names, rows = tables.rows(f"SELECT * FROM {tables.name(MODEL)}")
+        names, rows = tables.rows(f"SELECT * FROM {tables.name(WATERMARK_MODEL)}")
     except MISSING_MODEL:
         return None
     return dict(zip(names, rows[0], strict=True)) if rows else None
