@@ -40,7 +40,8 @@ mutation ($params: ExecutionParams!) { launchRun(executionParams: $params) { __t
 _TERMINATE = """
 mutation ($runId: String!, $policy: TerminateRunPolicy) {
   terminateRun(runId: $runId, terminatePolicy: $policy) {
-    __typename ... on TerminateRunFailure { message } ... on Error { message } } }
+    __typename ... on TerminateRunSuccess { run { status } } ... on TerminateRunFailure { message }
+    ... on Error { message } } }
 """
 _EVENTS = """
 query ($runId: ID!, $cursor: String) {
@@ -169,12 +170,16 @@ class DagsterApi:
             raise DagsterApiError(f"launching {job} failed ({result['__typename']}): {details}")
         return str(result["run"]["runId"])
 
-    def terminate(self, run_id: str, immediately: bool = False) -> None:
-        """Ask the run to stop (``immediately``: only mark it canceled, for a run whose process is gone)."""
+    def terminate(self, run_id: str, immediately: bool = False) -> str:
+        """Ask the run to stop (``immediately``: only mark it canceled, for a run whose process is gone).
+
+        Returns the run's status after the request: with ``immediately``, a run that something else ended
+        meanwhile (the stream sensor failing a lost run) keeps its status and is not canceled."""
         policy = "MARK_AS_CANCELED_IMMEDIATELY" if immediately else "SAFE_TERMINATE"
         result = self.query(_TERMINATE, {"runId": run_id, "policy": policy})["terminateRun"]
         if result["__typename"] != "TerminateRunSuccess":
             raise DagsterApiError(f"terminating run {run_id}: {result.get('message', result['__typename'])}")
+        return str(result["run"]["status"])
 
     def events(self, run_id: str, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """The run's events after ``cursor`` (all of them when None), and the cursor to continue from."""

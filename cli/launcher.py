@@ -207,13 +207,22 @@ class Launch:
             for run in self.api.runs(None, IN_PROGRESS, limit=50)
             if run.created < self.started_epoch and run.status != "QUEUED"
         ]
-        for run in stale:
-            self.api.terminate(run.run_id, immediately=True)
-        if not stale:
+        canceled = [r for r in stale if self._mark_canceled(r.run_id) == "CANCELED"]
+        if not canceled:
             return ""
-        return f"marked {len(stale)} run(s) left in progress by an earlier start as canceled: " + ", ".join(
-            f"{r.job} {r.run_id[:8]}" for r in stale
-        )
+        runs = ", ".join(f"{r.job} {r.run_id[:8]}" for r in canceled)
+        return f"marked {len(canceled)} run(s) left in progress by an earlier start as canceled: {runs}"
+
+    def _mark_canceled(self, run_id: str) -> str:
+        """The run's status once marked canceled, or as whoever ended it first left it (the stream sensor
+        fails a lost stream run on its own, and may get there between the listing and this call)."""
+        try:
+            return self.api.terminate(run_id, immediately=True)
+        except DagsterApiError:
+            run = self.api.run(run_id)
+            if run is None or run.in_progress:
+                raise
+            return run.status
 
     def launch(self, job: str, follower: RunFollower) -> str:
         """Launch ``job`` unless a run of it is already on its way; the follower reports from then on."""
