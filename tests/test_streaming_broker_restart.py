@@ -153,7 +153,8 @@ def test_a_python_worker_slow_to_start_restarts_the_query_and_loses_nothing(
     spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """What a CI run on overloaded cores met, made on purpose: the Kafka source's runner process takes longer
-    than Spark's fixed 10 s to connect back, once."""
+    than Spark's fixed 10 s to connect back, once. (The workers Spark forks from its daemon, such as the one
+    that creates the source, have no such limit: slowing them only delays the query.)"""
     marker = tmp_path / "slowed"
     slow_python = tmp_path / "slow-python"
     slow_python.write_text(

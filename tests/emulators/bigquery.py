@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import os
 import signal
 import subprocess
@@ -74,9 +75,8 @@ def ensure_emulator_venv(venv: Path = DEFAULT_VENV) -> Path:
         log.write_text("")
         if not (venv / "bin" / "python").exists():
             _run([_python311(), "-m", "venv", str(venv)], log)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
-        _run([*pip, "install", "--quiet", "-r", str(REQUIREMENTS)], log)
-        _run([*pip, "check"], log)
+        _run(_pip(venv, "install", "--quiet", "-r", str(REQUIREMENTS)), log)
+        _run(_pip(venv, "check"), log)
         install_extensions = (
             "import duckdb, duckdb_extensions; c = duckdb.connect()\n"
             f"for name in {EXTENSIONS!r}: duckdb_extensions.import_extension(name, con=c)\n"
@@ -84,6 +84,16 @@ def ensure_emulator_venv(venv: Path = DEFAULT_VENV) -> Path:
         _run([str(venv / "bin" / "python"), "-c", install_extensions], log, env=_emulator_env(venv))
         stamp.write_text(digest)
     return venv
+
+
+def _pip(venv: Path, command: str, *args: str) -> list[str]:
+    """A pip command for ``venv``: uv's from the project's venv (~10 s to install this venv), else the
+    venv's own pip (~60 s)."""
+    python = str(venv / "bin" / "python")
+    if importlib.util.find_spec("uv") is not None:
+        compiled = ["--compile-bytecode"] if command == "install" else []  # as pip does
+        return [sys.executable, "-m", "uv", "pip", command, "--python", python, *compiled, *args]
+    return [python, "-m", "pip", "--disable-pip-version-check", command, *args]
 
 
 def _emulator_env(venv: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
