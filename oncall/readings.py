@@ -109,7 +109,7 @@ class Readings:
         return self._once("topic", self.topic_watch.read)
 
     def ledger(self, window_s: float) -> list[dict[str, Any]]:
-        return self._once(("ledger", window_s), lambda: self.warehouse.ledger(self.now - window_s))
+        return self._once(("ledger", window_s), lambda: self.warehouse.ledger(window_s, self.now))
 
     def marts_published_at(self) -> float | None:
         return self._once("marts", self.warehouse.marts_published_at)

@@ -45,8 +45,9 @@ class WarehouseUnavailable(RuntimeError):
 
 
 class WarehouseReader(Protocol):
-    def ledger(self, since: float) -> list[dict[str, Any]]:
-        """Micro-batches published since ``since`` (epoch s), oldest first, with :data:`LEDGER_COLUMNS`."""
+    def ledger(self, window_s: float, now: float) -> list[dict[str, Any]]:
+        """Micro-batches published in the ``window_s`` before ``now`` (epoch s), oldest first, with
+        :data:`LEDGER_COLUMNS`."""
         ...
 
     def marts_published_at(self) -> float | None:
@@ -60,7 +61,8 @@ class LocalWarehouse:
     def __init__(self, layout: WarehouseLayout) -> None:
         self.layout = layout
 
-    def ledger(self, since: float) -> list[dict[str, Any]]:
+    def ledger(self, window_s: float, now: float) -> list[dict[str, Any]]:
+        since = now - window_s
         path = self.layout.realtime_snapshot(LEDGER_TABLE)
         try:
             schema = pq.read_schema(path)
@@ -85,17 +87,17 @@ class BigQueryWarehouse:
     def __init__(self, target: BigQueryTarget) -> None:
         self.target = target
         self.client = bigquery_client(target)
-        self._span_s = 0.0  # the widest window asked for: one query serves every SLI
+        self._span_s = 0.0  # the widest window asked for (the SLO file's): one query serves every SLI
         self._cache: dict[str, tuple[float, Any]] = {}  # name → (monotonic time read, rows or error)
 
-    def ledger(self, since: float) -> list[dict[str, Any]]:
-        span = time.time() - since
-        if span > self._span_s:
-            self._span_s = span
-            if not isinstance(self._cache.get("ledger", (0, None))[1], WarehouseUnavailable):
-                self._cache.pop("ledger", None)  # read the wider window (an outage: wait for the refresh)
-        rows = self._cached("ledger", LEDGER_REFRESH_S, self._read_ledger)
-        return [row for row in rows if row["published_at"] >= since]
+    def ledger(self, window_s: float, now: float) -> list[dict[str, Any]]:
+        if window_s > self._span_s:
+            self._span_s = window_s
+            cached = self._cache.get("ledger")
+            if cached is not None and not isinstance(cached[1], WarehouseUnavailable):
+                del self._cache["ledger"]  # read the wider window (in an outage, wait for the refresh)
+        rows = self._cached("ledger", LEDGER_REFRESH_S, lambda: self._read_ledger(now - self._span_s))
+        return [row for row in rows if row["published_at"] >= now - window_s]
 
     def marts_published_at(self) -> float | None:
         return self._cached("marts", MARTS_REFRESH_S, self._read_built_at)
@@ -103,12 +105,11 @@ class BigQueryWarehouse:
     def close(self) -> None:
         self.client.close()
 
-    def _read_ledger(self) -> list[dict[str, Any]]:
+    def _read_ledger(self, since: float) -> list[dict[str, Any]]:
         ledger = quoted(table_id(self.target, self.target.realtime_dataset, LEDGER_TABLE))
-        oldest = literal(time.time() - self._span_s, "FLOAT64")
         return self._query(
-            f"SELECT {', '.join(LEDGER_COLUMNS)} FROM {ledger} WHERE published_at >= {oldest} "
-            "ORDER BY published_at"
+            f"SELECT {', '.join(LEDGER_COLUMNS)} FROM {ledger} "
+            f"WHERE published_at >= {literal(since, 'FLOAT64')} ORDER BY published_at"
         )
 
     def _read_built_at(self) -> float | None:

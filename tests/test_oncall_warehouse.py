@@ -22,6 +22,14 @@ PROJECT = "on-call-test"
 WAREHOUSE_SLIS = ("speed_latency_p95", "validation_success_rate", "marts_age")
 
 
+def count_queries(reader: BigQueryWarehouse) -> list[str]:
+    """The SQL of every query the reader's (real) client sends from now on."""
+    queries: list[str] = []
+    real_query = reader.client.query
+    reader.client.query = lambda sql, **kw: queries.append(sql) or real_query(sql, **kw)  # type: ignore[method-assign]
+    return queries
+
+
 def test_an_unreachable_bigquery_gives_samples_without_verdict_and_one_query_per_refresh(
     tmp_path: Path,
 ) -> None:
@@ -30,9 +38,7 @@ def test_an_unreachable_bigquery_gives_samples_without_verdict_and_one_query_per
         bigquery_api_endpoint=f"http://127.0.0.1:{free_port()}",
     )  # fmt: skip
     reader = BigQueryWarehouse(Warehouse.from_settings(settings).bigquery)
-    queries: list[str] = []
-    real_query = reader.client.query
-    reader.client.query = lambda sql, **kw: queries.append(sql) or real_query(sql, **kw)  # type: ignore[method-assign]
+    queries = count_queries(reader)
     warehouse_slis = [slo for slo in load_slo_book(settings).slos.values() if slo.sli in WAREHOUSE_SLIS]
     context = Context(monitor_started_at=0.0, traffic_expected=True)
     try:

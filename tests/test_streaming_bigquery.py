@@ -36,6 +36,7 @@ from producer.sources import Catalog, synthetic_source
 from streaming.bigquery_store import STAGING_PREFIX
 from tests.conftest import bigquery_settings
 from tests.emulators.bigquery import BigQueryEmulator
+from tests.test_oncall_warehouse import count_queries
 from tests.test_streaming_exactly_once import (
     KEYS,
     expected_engagement,
@@ -178,11 +179,19 @@ def _the_monitor_reads_this_ledger(settings: Settings, client: bigquery.Client, 
     slo = load_slo_book(settings).slos["validation_rate"]
     slo = replace(slo, window_s=time.time())  # every batch of the test
     reader = BigQueryWarehouse(Warehouse.from_settings(settings).bigquery)
+    queries = count_queries(reader)
+    context = Context(monitor_started_at=0.0, traffic_expected=True)
     try:
-        readings = Readings(None, reader)  # type: ignore[arg-type]  # the topic is not read here
-        sample = SLIS[slo.sli](slo, readings, Context(monitor_started_at=0.0, traffic_expected=True))
+        samples = []
+        for _ in range(2):  # two samples, as the monitor takes them a few seconds apart
+            readings = Readings(None, reader)  # type: ignore[arg-type]  # the topic is not read here
+            samples.append(SLIS[slo.sli](slo, readings, context))
+            time.sleep(0.5)
     finally:
         reader.close()
+    assert len(queries) == 1, queries  # the second sample is served from the refresh's result
+    sample = samples[-1]
+    assert sample.details == samples[0].details
     details = sample.details
     assert (details["batches"], details["consumed"], details["dead_letters"]) == (published, consumed, dead)
     assert sample.value == pytest.approx((consumed - dead) / consumed)
