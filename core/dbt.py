@@ -22,6 +22,16 @@ UNSET_PROJECT = "unset-project"  # parses and compiles; any real BigQuery call f
 EMULATOR_TOKEN = "emulator-anonymous"
 
 
+# Vars that say where data and the warehouse are, not what the graph holds: a manifest parsed with other
+# values of these still describes every asset and check (netflix_assets/defs/dbt/project.py).
+LOCATION_VARS = frozenset(
+    {
+        "silver_root", "speed_root", "realtime_root", "duckdb_path", "bigquery_api_endpoint",
+        "bigquery_keyfile", "bigquery_token", "bigquery_method", "bigquery_location",
+    }
+)  # fmt: skip
+
+
 def dbt_vars(bucket: Bucket, warehouse: Warehouse) -> dict[str, str]:
     """Where Silver, the speed layer's sinks and the warehouse are, for ``profiles.yml`` and the sources."""
     bigquery = warehouse.bigquery

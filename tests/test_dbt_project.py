@@ -16,11 +16,16 @@ from dagster_dbt import DbtCliResource
 
 from core.bucket import Bucket
 from core.contracts.raw import RAW_TABLES
-from core.dbt import DBT_PROJECT_DIR, dbt_vars
+from core.dbt import DBT_PROJECT_DIR, dbt_vars, vars_args
 from core.settings import Settings
 from core.warehouse import Warehouse
 from netflix_assets.defs.dbt import definitions as gold
-from netflix_assets.defs.dbt.project import build_dbt_project, manifest_is_stale, prepare_manifest
+from netflix_assets.defs.dbt.project import (
+    build_dbt_project,
+    keep_partial_parse,
+    manifest_is_stale,
+    prepare_manifest,
+)
 from netflix_assets.resources import dbt_resource
 
 MARTS = {
@@ -81,7 +86,8 @@ def test_a_fresh_clone_parses_once_and_again_only_when_the_project_changes(tmp_p
     assert project.manifest_path.stat().st_mtime_ns == parsed_at, "a fresh manifest was parsed again"
 
     model = clone / "models" / "marts" / "analytics" / "genre_performance.sql"
-    future = project.manifest_path.stat().st_mtime + 5
+    parsed_at_s = project.manifest_path.stat().st_mtime
+    future = parsed_at_s + 5
     os.utime(model, (future, future))
     assert manifest_is_stale(project, values)
     prepare_manifest(project, cli, values)
@@ -92,8 +98,25 @@ def test_a_fresh_clone_parses_once_and_again_only_when_the_project_changes(tmp_p
         Settings(data_dir=tmp_path / "data", warehouse="bigquery", bigquery_project="acme-analytics")
     )
     assert manifest_is_stale(build_dbt_project("bigquery", clone), bigquery), "parsed for duckdb"
+    os.utime(model, (parsed_at_s, parsed_at_s))  # the project unchanged since this parse again
+    renamed = vars_for(Settings(data_dir=tmp_path / "data", bigquery_dataset="other_gold"))
+    assert manifest_is_stale(project, renamed), "parsed for other datasets"
+
+    # Another data folder: the same graph, so no parse at load. Its first run parses in full (dbt does when
+    # --vars change) and seeds the next run, which then reuses that parse.
     moved = vars_for(Settings(data_dir=tmp_path / "elsewhere"))
-    assert manifest_is_stale(project, moved), "parsed with other --vars: a run would parse in full"
+    assert not manifest_is_stale(project, moved)
+    assert _parses_in_full(cli, moved, "run-1")
+    keep_partial_parse(project, clone / "target" / "run-1", moved)
+    assert not _parses_in_full(cli, moved, "run-2")
+
+
+def _parses_in_full(cli: DbtCliResource, values: dict[str, str], folder: str) -> bool:
+    """A ``dbt parse`` in its own run folder, seeded by dagster-dbt as every run is: did dbt parse in full?"""
+    invocation = cli.cli(["parse", *vars_args(values)], target_path=Path("target") / folder)
+    names = {event.raw_event["info"]["name"] for event in invocation.stream_raw_events()}
+    assert invocation.is_successful()
+    return "UnableToPartialParse" in names
 
 
 def test_sources_are_the_spark_silver_assets(gold_assets: AssetsDefinition) -> None:

@@ -37,7 +37,7 @@ from core.dbt import dbt_vars, vars_args
 from core.serving_tables import build_tables, serving_tables
 from core.settings import WarehouseKind
 from core.warehouse import BigQueryTarget
-from netflix_assets.defs.dbt.project import ASSET_OP_NAME, prune_run_folders
+from netflix_assets.defs.dbt.project import ASSET_OP_NAME, keep_partial_parse, prune_run_folders
 from netflix_assets.defs.serving.links import DASHBOARD_KEY
 from netflix_assets.defs.serving.watermark import read_watermark, watermark_metadata
 from netflix_assets.resources import BucketResource, WarehouseResource
@@ -159,6 +159,7 @@ def build_gold_assets(
         values = dbt_vars(bucket.get(), target)
         invocation = dbt.cli(["build", *vars_args(values)], context=context, raise_on_error=False)
         events = list(_logged(context, invocation.stream()))
+        keep_partial_parse(project, invocation.target_path, values)
         if not invocation.is_successful():
             failed = _failed_nodes(invocation)
             # Report the test outcomes (so the failing checks show in the UI) but no materialization:

@@ -3,9 +3,13 @@
 ``@dbt_assets`` needs ``target/manifest.json`` when the code location loads, and a fresh clone has none
 (``target/`` is not committed). ``DbtProject.prepare_if_dev()`` only helps under ``dagster dev``, so
 :func:`prepare_manifest` runs ``dbt parse`` whenever the manifest is missing, older than any file of the
-project, or parsed for another target or other ``--vars``; under a file lock, so the several processes
-Dagster starts at once parse only once. A warm load costs a few ``stat`` calls, a cold one a
-``dbt parse`` (4-8 s here).
+project, or parsed for another target or other graph-shaping ``--vars``; under a file lock, so the several
+processes Dagster starts at once parse only once. A warm load costs a few ``stat`` calls, a cold one a
+``dbt parse`` (4-8 s here, ~12 CPU-s on busy cores).
+
+Where the data is (``core.dbt.LOCATION_VARS``) does not change the graph, so a code location pointed at
+another folder loads on the manifest it finds. Its runs' ``dbt build`` then parses in full once (dbt does when
+any ``--vars`` changes) and :func:`keep_partial_parse` keeps that parse for the next run.
 """
 
 import fcntl
@@ -16,10 +20,11 @@ from pathlib import Path
 
 from dagster_dbt import DbtCliResource, DbtProject
 
-from core.dbt import DBT_PROJECT_DIR, vars_args
+from core.dbt import DBT_PROJECT_DIR, LOCATION_VARS, vars_args
 
 ASSET_OP_NAME = "gold_dbt"
 RUN_FOLDERS_KEPT = 5
+PARSED_VARS_FILE = "partial_parse.vars.json"  # the --vars of target/partial_parse.msgpack
 # Files whose change makes a parsed manifest stale.
 _PROJECT_SOURCES = ("models", "macros", "tests", "dbt_project.yml", "profiles.yml")
 
@@ -48,13 +53,14 @@ def _stamp_path(project: DbtProject) -> Path:
 
 
 def _stamp(project: DbtProject, values: dict[str, str]) -> str:
-    """What the manifest was parsed for: the target and the ``--vars`` (dbt re-parses fully when either
-    changes, so a run only reuses ``partial_parse.msgpack`` if the load parsed with the run's values)."""
-    return json.dumps({"target": project.target, "vars": values}, sort_keys=True)
+    """What the manifest was parsed for: the target and the ``--vars`` that shape the graph (datasets, not
+    folders or endpoints)."""
+    shaping = {name: value for name, value in values.items() if name not in LOCATION_VARS}
+    return json.dumps({"target": project.target, "vars": shaping}, sort_keys=True)
 
 
 def manifest_is_stale(project: DbtProject, values: dict[str, str]) -> bool:
-    """Missing, older than a project file, or parsed for another target or other ``--vars``."""
+    """Missing, older than a project file, or parsed for another target or other graph-shaping ``--vars``."""
     manifest, stamp = project.manifest_path, _stamp_path(project)
     if not manifest.exists() or not stamp.exists() or stamp.read_text() != _stamp(project, values):
         return True
@@ -68,20 +74,23 @@ def prepare_manifest(project: DbtProject, dbt: DbtCliResource, values: dict[str,
     and the parse writes into a private folder whose artifacts then replace the shared ones atomically,
     so no process ever reads a half-written manifest.
     """
-    if not manifest_is_stale(project, values):
-        return project.manifest_path
+    if manifest_is_stale(project, values):
+        parse_manifest(project, dbt, values)
+    return project.manifest_path
+
+
+def parse_manifest(project: DbtProject, dbt: DbtCliResource, values: dict[str, str]) -> Path:
+    """``dbt parse`` with exactly ``values``, unless another process did so while this one waited."""
     target_dir = project.project_dir / project.target_path
     target_dir.mkdir(parents=True, exist_ok=True)
     with (target_dir / ".parse.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            if manifest_is_stale(project, values):  # another process may have parsed while we waited
+            if manifest_is_stale(project, values) or _parsed_vars(target_dir) != values:
                 staging = Path(project.target_path) / f".parse-{os.getpid()}"
                 dbt.cli(["parse", "--quiet", *vars_args(values)], target_path=staging).wait()
                 staged = project.project_dir / staging
-                for name in ("partial_parse.msgpack", "semantic_manifest.json", "manifest.json"):
-                    if (staged / name).exists():
-                        os.replace(staged / name, target_dir / name)
+                _install(staged, target_dir, values)
                 (staged / "manifest.stamp").write_text(_stamp(project, values))
                 os.replace(staged / "manifest.stamp", _stamp_path(project))
                 shutil.rmtree(staged, ignore_errors=True)
@@ -90,6 +99,34 @@ def prepare_manifest(project: DbtProject, dbt: DbtCliResource, values: dict[str,
     if not project.manifest_path.exists():
         raise FileNotFoundError(f"dbt parse ran but wrote no manifest at {project.manifest_path}")
     return project.manifest_path
+
+
+def _parsed_vars(target_dir: Path) -> dict[str, object] | None:
+    """The ``--vars`` of the parse ``partial_parse.msgpack`` holds, as recorded beside it."""
+    recorded = target_dir / PARSED_VARS_FILE
+    return json.loads(recorded.read_text()) if recorded.exists() else None
+
+
+def keep_partial_parse(project: DbtProject, run_target: Path, values: dict[str, str]) -> None:
+    """Seed the next run with this run's parse: dagster-dbt copies ``target/partial_parse.msgpack`` into
+    each run folder, and a run whose ``--vars`` match it re-parses only the files that changed."""
+    parsed = run_target / "partial_parse.msgpack"
+    target_dir = project.project_dir / project.target_path
+    if not parsed.exists() or _parsed_vars(target_dir) == values:
+        return
+    staging = target_dir / f".keep-{os.getpid()}"
+    staging.mkdir(exist_ok=True)
+    shutil.copyfile(parsed, staging / "partial_parse.msgpack")
+    _install(staging, target_dir, values)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _install(staged: Path, target_dir: Path, values: dict[str, str]) -> None:
+    """Replace the shared artifacts with the staged ones, each atomically (readers never see half a file)."""
+    (staged / PARSED_VARS_FILE).write_text(json.dumps(values, sort_keys=True))
+    for name in ("partial_parse.msgpack", "semantic_manifest.json", "manifest.json", PARSED_VARS_FILE):
+        if (staged / name).exists():
+            os.replace(staged / name, target_dir / name)
 
 
 def prune_run_folders(project: DbtProject, keep: int = RUN_FOLDERS_KEPT) -> None:
