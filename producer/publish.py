@@ -26,11 +26,12 @@ from functools import lru_cache
 from typing import Any, NamedTuple, TextIO
 
 import orjson
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException
 
 from core.contracts import events
 from core.kafka.admin import ensure_topics
 from core.kafka.cluster import KafkaCluster
+from producer.client import RenewingProducer
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,7 @@ class ProduceReport:
     elapsed_s: float = 0.0
     stopped_by: str = ""
     first_error: str | None = None
+    renewals: int = 0  # new producers after a fatal error or a new cluster (producer/client.py)
 
     @property
     def poison_total(self) -> int:
@@ -252,6 +254,8 @@ class ProduceReport:
         )
         if self.first_error:
             text += f"; first delivery error: {self.first_error}"
+        if self.renewals:
+            text += f"; producer renewed {self.renewals} time(s) (see the errors above)"
         return text
 
 
@@ -288,8 +292,10 @@ def producer_config(
 class _Progress:
     """One stderr line per second: sent / acked / in flight and the current rate."""
 
-    def __init__(self, report: ProduceReport, producer: Producer, target: float, stream: TextIO) -> None:
-        self.report, self.producer, self.target, self.stream = report, producer, target, stream
+    def __init__(
+        self, report: ProduceReport, client: RenewingProducer, target: float, stream: TextIO
+    ) -> None:
+        self.report, self.client, self.target, self.stream = report, client, target, stream
         self.last_t = time.monotonic()
         self.last_sent = 0
         self.end = "\r" if stream.isatty() else "\n"
@@ -299,7 +305,7 @@ class _Progress:
             return
         r = self.report
         rate = (r.sent - self.last_sent) / max(now - self.last_t, 1e-9)
-        in_flight = len(self.producer)
+        in_flight = len(self.client.producer)
         target = f"{self.target:g}/s" if self.target > 0 else "unthrottled"
         self.stream.write(
             f"[produce] sent {r.sent:,}  acked {r.sent - r.failed - in_flight:,}  failed {r.failed:,}  "
@@ -311,7 +317,7 @@ class _Progress:
 
 
 def publish(
-    producer: Producer,
+    client: RenewingProducer,
     topic: str,
     messages: Iterable[Outgoing],
     report: ProduceReport,
@@ -330,11 +336,11 @@ def publish(
     start = time.monotonic()
     deadline = start + duration_s if duration_s else None
     stop = stop or threading.Event()
-    ticker = _Progress(report, producer, rate, progress) if progress is not None else None
+    ticker = _Progress(report, client, rate, progress) if progress is not None else None
     header_cache = {kind: [(FAULT_HEADER, kind.encode())] for kind in (*POISON_KINDS, LATE, DUPLICATE)}
     versions = [0] * (max(events.SUPPORTED_VERSIONS) + 1)
     faults: dict[str, int] = {}
-    produce_call = producer.produce
+    produce_call = client.producer.produce
     limit = sys.maxsize if count is None else count
     paced = rate > 0
     sent = 0
@@ -353,16 +359,18 @@ def publish(
                 produce_call(topic, value, key)
             else:
                 produce_call(topic, value, key, headers=header_cache[fault])
-        except BufferError:
-            _produce_when_queue_drains(producer, topic, value, key, header_cache.get(fault or ""))
+        except (BufferError, KafkaException) as refused:
+            _produce_after(refused, client, topic, value, key, header_cache.get(fault or ""))
+            produce_call = client.producer.produce  # a new producer, if the old one failed for good
         sent += 1
         versions[version] += 1
         if fault is not None:
             faults[fault] = faults.get(fault, 0) + 1
         if paced or not sent & 0x3FF:
-            producer.poll(0)
-            report.sent = sent
             now = time.monotonic()
+            client.poll(now)
+            produce_call = client.producer.produce
+            report.sent = sent
             if ticker is not None:
                 ticker.tick(now)
             if deadline is not None and now >= deadline:
@@ -383,20 +391,29 @@ def publish(
         ticker.tick(time.monotonic(), force=True)
 
 
-def _produce_when_queue_drains(
-    producer: Producer, topic: str, value: bytes, key: bytes | None, headers: list | None
+def _produce_after(
+    refused: Exception,
+    client: RenewingProducer,
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    headers: list | None,
 ) -> None:
-    """The local queue is full (the broker is slower than us): serve delivery reports until it has room."""
+    """``produce`` refused the message: the local queue is full (the broker is slower than us: serve
+    delivery reports until it has room) or the producer failed for good (a new one takes the message)."""
     while True:
-        producer.poll(0.05)
+        if isinstance(refused, KafkaException):
+            client.recover(refused)
+        else:
+            client.producer.poll(0.05)
         try:
             if headers is None:
-                producer.produce(topic, value, key)
+                client.producer.produce(topic, value, key)
             else:
-                producer.produce(topic, value, key, headers=headers)
+                client.producer.produce(topic, value, key, headers=headers)
             return
-        except BufferError:
-            continue
+        except (BufferError, KafkaException) as again:
+            refused = again
 
 
 def send(
@@ -424,8 +441,12 @@ def send(
     """
     conf = client_conf or kafka.client_config()
     topic = topic or kafka.topic
-    if create_topics:
-        ensure_topics(conf, {**kafka.topics(), topic: kafka.partitions}, kafka.replication_factor)
+
+    def create() -> None:
+        if create_topics:
+            ensure_topics(conf, {**kafka.topics(), topic: kafka.partitions}, kafka.replication_factor)
+
+    create()
     if linger_ms is None:
         linger_ms = PACED_LINGER_MS if rate > 0 else FAST_LINGER_MS
     report = ProduceReport(topic=topic)
@@ -438,11 +459,11 @@ def send(
                 log.error("delivery to %s failed: %s (further failures are counted only)", topic, error)
 
     config = producer_config(conf, compression=compression, linger_ms=linger_ms, client_id=client_id)
-    producer = Producer({**config, "on_delivery": on_delivery})
+    client = RenewingProducer({**config, "on_delivery": on_delivery}, topic, on_new_cluster=create)
     started = time.monotonic()
     try:
         publish(
-            producer,
+            client,
             topic,
             messages,
             report,
@@ -453,7 +474,9 @@ def send(
             progress=progress,
         )
     finally:
-        report.unflushed = producer.flush(flush_timeout_s)
+        report.unflushed = client.flush(flush_timeout_s)
+        report.failed += client.unreported
+        report.renewals = client.renewals
         if report.unflushed:
             log.error(
                 "%d message(s) still unacknowledged after a %.0f s flush: broker unreachable or too slow",

@@ -281,3 +281,37 @@ def test_cli_runs_until_sigterm_then_reports(env: tuple[Settings, Bucket, Any]) 
     assert report["stopped_by"] == "signal" and report["acked"] == report["sent"] >= 20
     assert sum(end_offsets(broker.client_config(), topic).values()) == report["sent"]
     assert "received SIGTERM" in stderr.decode()
+
+
+def test_a_broker_restarting_empty_gets_a_new_producer_and_every_message_is_accounted_for(
+    env: tuple[Settings, Bucket, Any], tmp_path: Path
+) -> None:
+    """The embedded broker's supervisor restarts it empty above its memory cap: the old producer would stall
+    (or fail for good); a new one carries on, and what the old one held is counted as failed."""
+    _, bucket, _ = env
+    settings = Settings(_env_file=None, data_dir=tmp_path / "data")
+    with EmbeddedBroker.from_settings(settings) as broker:
+        restarted = threading.Event()
+
+        def restart() -> None:
+            time.sleep(4)
+            broker.restart()
+            restarted.set()
+
+        threading.Thread(target=restart, daemon=True).start()
+        report = produce(
+            KafkaCluster.from_settings(settings),
+            synthetic_source(Catalog.from_bucket(bucket), seed=11),
+            rate=50,
+            duration_s=14,
+            seed=11,
+            flush_timeout_s=30,
+        )
+        assert restarted.is_set()
+        after = _consume_all(broker.client_config(), settings.kafka_topic)
+    assert report.renewals == 1 and report.unflushed == 0
+    assert report.sent == report.acked + report.failed
+    # The new cluster holds exactly what the new producer sent: once each, all of it acknowledged.
+    ids = [json.loads(m.value())["event_id"] for m in after]
+    assert len(ids) == len(set(ids)) > 0
+    assert len(after) <= report.acked
