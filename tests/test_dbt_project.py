@@ -21,6 +21,7 @@ from core.settings import Settings
 from core.warehouse import Warehouse
 from netflix_assets.defs.dbt import definitions as gold
 from netflix_assets.defs.dbt.project import (
+    PARSED_VARS_FILE,
     build_dbt_project,
     keep_partial_parse,
     manifest_is_stale,
@@ -109,6 +110,13 @@ def test_a_fresh_clone_parses_once_and_again_only_when_the_project_changes(tmp_p
     assert _parses_in_full(cli, moved, "run-1")
     keep_partial_parse(project, clone / "target" / "run-1", moved)
     assert not _parses_in_full(cli, moved, "run-2")
+    # A run whose parse failed leaves dagster-dbt's seed as it was: nothing is kept under its --vars.
+    failed_run = clone / "target" / "run-3"
+    failed_run.mkdir()
+    shutil.copy(clone / "target" / "partial_parse.msgpack", failed_run / "partial_parse.msgpack")
+    recorded = (clone / "target" / PARSED_VARS_FILE).read_text()
+    keep_partial_parse(project, failed_run, vars_for(Settings(data_dir=tmp_path / "third")))
+    assert (clone / "target" / PARSED_VARS_FILE).read_text() == recorded
 
 
 def _parses_in_full(cli: DbtCliResource, values: dict[str, str], folder: str) -> bool:

@@ -13,6 +13,7 @@ any ``--vars`` changes) and :func:`keep_partial_parse` keeps that parse for the 
 """
 
 import fcntl
+import filecmp
 import json
 import os
 import shutil
@@ -114,6 +115,9 @@ def keep_partial_parse(project: DbtProject, run_target: Path, values: dict[str, 
     target_dir = project.project_dir / project.target_path
     if not parsed.exists() or _parsed_vars(target_dir) == values:
         return
+    seed = target_dir / "partial_parse.msgpack"
+    if seed.exists() and filecmp.cmp(parsed, seed, shallow=False):
+        return  # dagster-dbt's seed, not rewritten: this run's parse failed, it parsed nothing for ``values``
     staging = target_dir / f".keep-{os.getpid()}"
     staging.mkdir(exist_ok=True)
     shutil.copyfile(parsed, staging / "partial_parse.msgpack")
