@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class RenewingProducer:
         """After a refused call: renew on a fatal error (once per REPEATED_FATAL_S); re-raise the rest."""
         now = time.monotonic()
         kafka_error = error.args[0] if error.args else None
-        if not getattr(kafka_error, "fatal", lambda: False)():
+        if not (isinstance(kafka_error, KafkaError) and kafka_error.fatal()):
             raise error
         if self._fatal_at is not None and now - self._fatal_at < REPEATED_FATAL_S:
             raise error
