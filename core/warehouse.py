@@ -16,13 +16,20 @@ file here is shared by two writers and no reader ever opens a file that is being
 * Readers (dashboards, analysts, tests) call :func:`connect_serving`: an in-memory DuckDB that attaches
   ``batch.duckdb`` read-only as ``batch`` and exposes the realtime snapshots as views in schema
   ``realtime``. Nothing a reader does can block or break a writer.
+* A reader's views read its own hard links to the snapshots as they were when it connected
+  (:class:`PinnedSnapshots`), not the published names. DuckDB opens a Parquet file more than once per
+  query (the footer when planning, the row groups when scanning), so a snapshot renamed over in between
+  had it read one file's row groups at the other's offsets ("TProtocolException: Invalid data").
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import time
+import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +64,10 @@ class WarehouseLayout:
 
     def realtime_snapshot(self, table: str) -> Path:
         return self.realtime_snapshots / f"{table}.parquet"
+
+    @property
+    def reader_pins(self) -> Path:
+        return self.root / ".readers"
 
     @property
     def oncall_db(self) -> Path:
@@ -157,29 +168,95 @@ class Warehouse:
         return self.kind is WarehouseKind.BIGQUERY
 
 
+class PinnedSnapshots:
+    """One reader's hard links to published snapshots, so no rename can change a file under its queries.
+
+    Each reader gets its own folder under ``.readers/`` (named for its process, which a later reader removes
+    once that process is gone). A link costs no copy and keeps the linked version alive after the writer
+    replaces it; where the folder cannot be made or a link cannot (a read-only warehouse, a file system
+    without hard links) the snapshot is copied, or at worst read under its published name as before.
+    """
+
+    def __init__(self, layout: WarehouseLayout) -> None:
+        self.folder: Path | None = None
+        try:
+            layout.reader_pins.mkdir(parents=True, exist_ok=True)
+            _remove_orphans(layout.reader_pins)
+            self.folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=layout.reader_pins))
+        except OSError:
+            pass
+
+    def pin(self, files: Iterable[Path]) -> list[Path]:
+        """The files as they are now (a file gone since it was listed is left out)."""
+        return [pinned for f in files if (pinned := self._pin(f)) is not None]
+
+    def _pin(self, snapshot: Path) -> Path | None:
+        if self.folder is None:
+            return snapshot if snapshot.exists() else None
+        target = self.folder / f"{snapshot.parent.name}-{snapshot.name}"
+        try:
+            os.link(snapshot, target)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            shutil.copyfile(snapshot, target)  # one open: the whole of one version
+        return target
+
+    def release(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _remove_orphans(pins: Path) -> None:
+    """Pin folders whose reader process is gone (it crashed, or its connection was never collected)."""
+    for folder in pins.iterdir():
+        pid = folder.name.partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    return True
+
+
 def connect_serving(settings: Settings | WarehouseLayout) -> duckdb.DuckDBPyConnection:
     """A read-only view of both layers, ``batch.<model>`` and ``realtime.<table>``, and of the SLO monitor's
-    ``oncall.slo_status`` and ``oncall.slo_samples``."""
+    ``oncall.slo_status`` and ``oncall.slo_samples``.
+
+    The connection sees the snapshots published when it was opened (a consistent set across its queries);
+    open a new one to see newer ones. Its pins are removed when it is garbage-collected.
+    """
     layout = settings if isinstance(settings, WarehouseLayout) else WarehouseLayout.from_settings(settings)
     con = duckdb.connect(":memory:")
+    pins = PinnedSnapshots(layout)
+    weakref.finalize(con, pins.release)
     if layout.batch_published.exists():
         con.execute(f"ATTACH '{layout.batch_published}' AS batch (READ_ONLY)")
     con.execute("CREATE SCHEMA IF NOT EXISTS realtime")
-    if layout.realtime_snapshots.exists():
-        for snapshot in sorted(layout.realtime_snapshots.glob("*.parquet")):
-            con.execute(
-                f"CREATE OR REPLACE VIEW realtime.{snapshot.stem} AS SELECT * FROM read_parquet('{snapshot}')"
-            )
-    _attach_oncall(con, layout)
+    for snapshot in sorted(layout.realtime_snapshots.glob("*.parquet")):
+        _view(con, f"realtime.{snapshot.stem}", pins.pin([snapshot]))
+    _attach_oncall(con, layout, pins)
     return con
 
 
-def _attach_oncall(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout) -> None:
+def _view(con: duckdb.DuckDBPyConnection, name: str, files: list[Path]) -> None:
+    if files:
+        listed = ", ".join(f"'{f}'" for f in files)
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
+
+
+def _attach_oncall(con: duckdb.DuckDBPyConnection, layout: WarehouseLayout, pins: PinnedSnapshots) -> None:
     """Views over what the SLO monitor published (nothing when it never ran)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS oncall")
-    status = layout.oncall_snapshots / "slo_status.parquet"
-    if status.exists():
-        con.execute(f"CREATE OR REPLACE VIEW oncall.slo_status AS SELECT * FROM read_parquet('{status}')")
-    if any((layout.oncall_snapshots / "slo_samples").glob("*.parquet")):
-        pattern = layout.oncall_snapshots / "slo_samples" / "*.parquet"
-        con.execute(f"CREATE OR REPLACE VIEW oncall.slo_samples AS SELECT * FROM read_parquet('{pattern}')")
+    _view(con, "oncall.slo_status", pins.pin([layout.oncall_snapshots / "slo_status.parquet"]))
+    _view(
+        con,
+        "oncall.slo_samples",
+        pins.pin(sorted((layout.oncall_snapshots / "slo_samples").glob("*.parquet"))),
+    )

@@ -10,9 +10,10 @@ has published anything, the real-time page reads the speed layer's snapshots alo
 W"). Anything missing (first start, a warehouse being replaced) raises :class:`NoDataYet` with a sentence
 for the page, never a stack trace.
 
-A snapshot replaced by the stream between the moment DuckDB plans a query and the moment it reads the file
-makes that one query fail (``TProtocolException``: the new file under the old footer); such reads are
-retried (:data:`READ_ATTEMPTS`) before the page says anything.
+The session reads its own links to the snapshots as they were when it opened
+(:class:`core.warehouse.PinnedSnapshots`), so the stream replacing one mid-refresh changes nothing under
+it. A read that fails anyway (a warehouse replaced while it is being attached) is retried
+(:data:`READ_ATTEMPTS`) before the page says anything.
 """
 
 from __future__ import annotations
