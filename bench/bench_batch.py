@@ -213,7 +213,7 @@ def run_scale(scale: float, seed: int, scratch: Path, driver_memory: str | None)
     # A deployed code location's runs find the dbt project parsed with their --vars (at load, or kept from
     # the first run: netflix_assets/defs/dbt/project.py), so the measured run re-parses nothing.
     values = dbt_vars(Bucket.from_settings(settings), Warehouse.from_settings(settings))
-    parse_manifest(build_dbt_project(settings.warehouse.value), dbt_resource(settings), values)
+    parse_manifest(build_dbt_project(settings.warehouse.value, values), dbt_resource(settings), values)
     memory = ["--driver-memory", driver_memory] if driver_memory else []
     batch = measure(["_batch", str(root), *memory], root / "batch.log")
     print(f"  batch layer: {batch['process_wall']:.1f} s, peak {batch['peak_rss_mb']:,.0f} MB", flush=True)

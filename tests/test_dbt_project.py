@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, AssetsDefinition, Definitions
 from dagster._core.definitions.freshness import CronFreshnessPolicy
-from dagster_dbt import DbtCliResource
+from dagster_dbt import DbtCliResource, DbtProject
 
 from core.bucket import Bucket
 from core.contracts.raw import RAW_TABLES
@@ -26,6 +26,7 @@ from netflix_assets.defs.dbt.project import (
     keep_partial_parse,
     manifest_is_stale,
     prepare_manifest,
+    run_target_path,
 )
 from netflix_assets.resources import dbt_resource
 
@@ -72,7 +73,8 @@ def test_a_fresh_clone_parses_once_and_again_only_when_the_project_changes(tmp_p
     shutil.copytree(DBT_PROJECT_DIR, clone, ignore=shutil.ignore_patterns("target", "logs"))
     settings = Settings(data_dir=tmp_path / "data")
     values = vars_for(settings)
-    project = build_dbt_project("duckdb", project_dir=clone)
+    project = build_dbt_project("duckdb", values, project_dir=clone)
+    graph = clone / project.target_path
     cli = DbtCliResource(
         project_dir=str(clone), profiles_dir=str(clone), target="duckdb",
         dbt_executable=dbt_resource(settings).dbt_executable,
@@ -82,7 +84,7 @@ def test_a_fresh_clone_parses_once_and_again_only_when_the_project_changes(tmp_p
     prepare_manifest(project, cli, values)
     parsed_at = project.manifest_path.stat().st_mtime_ns
     assert not manifest_is_stale(project, values)
-    assert not list((clone / "target").glob(".parse-*")), "the private parse folder was left behind"
+    assert not list(graph.glob(".parse-*")), "the private parse folder was left behind"
     prepare_manifest(project, cli, values)
     assert project.manifest_path.stat().st_mtime_ns == parsed_at, "a fresh manifest was parsed again"
 
@@ -93,38 +95,47 @@ def test_a_fresh_clone_parses_once_and_again_only_when_the_project_changes(tmp_p
     assert manifest_is_stale(project, values)
     prepare_manifest(project, cli, values)
     assert project.manifest_path.stat().st_mtime_ns != parsed_at
-    assert (clone / "target" / "partial_parse.msgpack").exists()  # what dagster-dbt seeds runs with
+    assert (graph / "partial_parse.msgpack").exists()  # what each run is seeded with
 
+    # Another graph has its own folder: parsing it leaves this one's manifest as it is.
     bigquery = vars_for(
         Settings(data_dir=tmp_path / "data", warehouse="bigquery", bigquery_project="acme-analytics")
     )
-    assert manifest_is_stale(build_dbt_project("bigquery", clone), bigquery), "parsed for duckdb"
+    other = build_dbt_project("bigquery", bigquery, clone)
+    assert other.target_path != project.target_path and manifest_is_stale(other, bigquery)
     os.utime(model, (parsed_at_s, parsed_at_s))  # the project unchanged since this parse again
     renamed = vars_for(Settings(data_dir=tmp_path / "data", bigquery_dataset="other_gold"))
+    assert build_dbt_project("duckdb", renamed, clone).target_path != project.target_path
     assert manifest_is_stale(project, renamed), "parsed for other datasets"
+    parsed_at = project.manifest_path.stat().st_mtime_ns
+    prepare_manifest(other, cli, bigquery)
+    assert not manifest_is_stale(project, values) and project.manifest_path.stat().st_mtime_ns == parsed_at
 
     # Another data folder: the same graph, so no parse at load. Its first run parses in full (dbt does when
     # --vars change) and seeds the next run, which then reuses that parse.
     moved = vars_for(Settings(data_dir=tmp_path / "elsewhere"))
+    assert build_dbt_project("duckdb", moved, clone).target_path == project.target_path
     assert not manifest_is_stale(project, moved)
-    assert _parses_in_full(cli, moved, "run-1")
-    keep_partial_parse(project, clone / "target" / "run-1", moved)
-    assert not _parses_in_full(cli, moved, "run-2")
-    # A run whose parse failed leaves dagster-dbt's seed as it was: nothing is kept under its --vars.
-    failed_run = clone / "target" / "run-3"
-    failed_run.mkdir()
-    shutil.copy(clone / "target" / "partial_parse.msgpack", failed_run / "partial_parse.msgpack")
-    recorded = (clone / "target" / PARSED_VARS_FILE).read_text()
+    full, run_1 = _parse_run(project, cli, moved, "run-1")
+    assert full
+    keep_partial_parse(project, clone / run_1, moved)
+    assert not _parse_run(project, cli, moved, "run-2")[0]
+    # A run whose parse failed leaves the seed as it was: nothing is kept under its --vars.
+    failed_run = clone / run_target_path(project, "run-3")
+    recorded = (graph / PARSED_VARS_FILE).read_text()
     keep_partial_parse(project, failed_run, vars_for(Settings(data_dir=tmp_path / "third")))
-    assert (clone / "target" / PARSED_VARS_FILE).read_text() == recorded
+    assert (graph / PARSED_VARS_FILE).read_text() == recorded
 
 
-def _parses_in_full(cli: DbtCliResource, values: dict[str, str], folder: str) -> bool:
-    """A ``dbt parse`` in its own run folder, seeded by dagster-dbt as every run is: did dbt parse in full?"""
-    invocation = cli.cli(["parse", *vars_args(values)], target_path=Path("target") / folder)
+def _parse_run(
+    project: DbtProject, cli: DbtCliResource, values: dict[str, str], run: str
+) -> tuple[bool, Path]:
+    """A ``dbt parse`` in a run folder seeded as every run is: did dbt parse in full, and where?"""
+    folder = run_target_path(project, run)
+    invocation = cli.cli(["parse", *vars_args(values)], target_path=folder)
     names = {event.raw_event["info"]["name"] for event in invocation.stream_raw_events()}
     assert invocation.is_successful()
-    return "UnableToPartialParse" in names
+    return "UnableToPartialParse" in names, folder
 
 
 def test_sources_are_the_spark_silver_assets(gold_assets: AssetsDefinition) -> None:
@@ -166,7 +177,8 @@ def test_every_dbt_test_is_an_asset_check_and_every_mart_has_a_singular_one(
 ) -> None:
     import json
 
-    manifest = json.loads(build_dbt_project("duckdb").manifest_path.read_text())
+    values = vars_for(Settings(data_dir=DBT_PROJECT_DIR / "unused"))
+    manifest = json.loads(build_dbt_project("duckdb", values).manifest_path.read_text())
     tests = {n["name"] for n in manifest["nodes"].values() if n["resource_type"] == "test"}
     checks = {key.name: key.asset_key.to_user_string() for key in gold_assets.check_keys}
     assert set(checks) == tests

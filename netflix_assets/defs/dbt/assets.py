@@ -37,7 +37,12 @@ from core.dbt import dbt_vars, vars_args
 from core.serving_tables import build_tables, serving_tables
 from core.settings import WarehouseKind
 from core.warehouse import BigQueryTarget
-from netflix_assets.defs.dbt.project import ASSET_OP_NAME, keep_partial_parse, prune_run_folders
+from netflix_assets.defs.dbt.project import (
+    ASSET_OP_NAME,
+    keep_partial_parse,
+    prune_run_folders,
+    run_target_path,
+)
 from netflix_assets.defs.serving.links import DASHBOARD_KEY
 from netflix_assets.defs.serving.watermark import read_watermark, watermark_metadata
 from netflix_assets.resources import BucketResource, WarehouseResource
@@ -157,7 +162,10 @@ def build_gold_assets(
         else:
             _load_speed_layer(context, target.bigquery, bucket.get())
         values = dbt_vars(bucket.get(), target)
-        invocation = dbt.cli(["build", *vars_args(values)], context=context, raise_on_error=False)
+        run_target = run_target_path(project, context.run.run_id)
+        invocation = dbt.cli(
+            ["build", *vars_args(values)], context=context, raise_on_error=False, target_path=run_target
+        )
         events = list(_logged(context, invocation.stream()))
         keep_partial_parse(project, invocation.target_path, values)
         if not invocation.is_successful():

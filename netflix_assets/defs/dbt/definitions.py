@@ -14,8 +14,8 @@ from netflix_assets.resources import dbt_resource
 
 
 def definitions(settings: Settings) -> Definitions:
-    project = build_dbt_project(settings.warehouse.value)
     values = dbt_vars(Bucket.from_settings(settings), Warehouse.from_settings(settings))
+    project = build_dbt_project(settings.warehouse.value, values)
     prepare_manifest(project, dbt_resource(settings), values)
     job = batch_layer_job(settings)
     return Definitions(
