@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import time
 import weakref
@@ -168,11 +169,15 @@ class Warehouse:
         return self.kind is WarehouseKind.BIGQUERY
 
 
+_HOST = socket.gethostname()
+
+
 class PinnedSnapshots:
     """One reader's hard links to published snapshots, so no rename can change a file under its queries.
 
-    Each reader gets its own folder under ``.readers/`` (named for its process, which a later reader removes
-    once that process is gone). A link costs no copy and keeps the linked version alive after the writer
+    Each reader gets its own folder under ``.readers/``, named for its process and host: a later reader on
+    the same host removes it once that process is gone (readers in other containers sharing the folder are
+    left alone). A link costs no copy and keeps the linked version alive after the writer
     replaces it; where the folder cannot be made or a link cannot (a read-only warehouse, a file system
     without hard links) the snapshot is copied, or at worst read under its published name as before.
     """
@@ -182,7 +187,7 @@ class PinnedSnapshots:
         try:
             layout.reader_pins.mkdir(parents=True, exist_ok=True)
             _remove_orphans(layout.reader_pins)
-            self.folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=layout.reader_pins))
+            self.folder = Path(tempfile.mkdtemp(prefix=f"{os.getpid()}@{_HOST}.", dir=layout.reader_pins))
         except OSError:
             pass
 
@@ -208,10 +213,11 @@ class PinnedSnapshots:
 
 
 def _remove_orphans(pins: Path) -> None:
-    """Pin folders whose reader process is gone (it crashed, or its connection was never collected)."""
+    """This host's pin folders whose reader process is gone (it crashed, or its connection was never
+    collected)."""
     for folder in pins.iterdir():
-        pid = folder.name.partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        pid, _, rest = folder.name.partition("@")
+        if rest.rpartition(".")[0] == _HOST and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 
 

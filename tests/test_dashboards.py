@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.settings import Settings, get_settings
-from core.warehouse import WarehouseLayout
+from core.warehouse import WarehouseLayout, connect_serving
 from dashboards import data
 from dashboards.formatting import age, count, instant, when
 from dashboards.links import DASHBOARDS, HISTORY, REALTIME, dashboard_url
@@ -123,6 +124,25 @@ def test_readers_never_hold_the_files_writers_need(data_dir: Path, monkeypatch: 
         store.close()
     assert len(reads) > 5 and problems == []
     assert list(layout.reader_pins.iterdir()) == []  # every closed session let go of its pinned snapshots
+
+
+def test_a_reader_removes_the_pins_of_dead_readers_on_its_host_only(tmp_path: Path) -> None:
+    """A reader that crashed leaves its pin folder; the next reader on the same host removes it, and leaves a
+    live reader's and another host's (a container sharing the warehouse) alone."""
+    layout = WarehouseLayout(tmp_path / "warehouse")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    host = socket.gethostname()
+    folders = [
+        f"{dead.stdout.strip()}@{host}.crashed",
+        f"{os.getpid()}@{host}.live",
+        f"1@other-{host}.elsewhere",
+    ]
+    for name in folders:
+        (layout.reader_pins / name).mkdir(parents=True)
+    connect_serving(layout).close()
+    assert sorted(f.name for f in layout.reader_pins.iterdir()) == sorted(folders[1:])
 
 
 def test_links_and_server_command_bind_loopback_only() -> None:
