@@ -274,19 +274,12 @@ def producer_config(
     linger_ms: int = FAST_LINGER_MS,
     client_id: str = "netflix-producer",
 ) -> dict[str, Any]:
-    """Durable, ordered per key, batched: acks=all + idempotence (no duplicates or reordering on retry).
-
-    No topic is created by asking for it (librdkafka's producer default): after the embedded broker restarts
-    empty, the old instance's metadata requests created the event topic with the broker's default partition
-    count (4) before the supervisor or :class:`~producer.client.RenewingProducer` could create it as declared.
-    Until then messages wait in the queue (``message.timeout.ms``).
-    """
+    """Durable, ordered per key, batched: acks=all + idempotence (no duplicates or reordering on retry)."""
     return {
         **client_conf,
         "client.id": client_id,
         "acks": "all",
         "enable.idempotence": True,
-        "allow.auto.create.topics": False,
         "compression.type": compression,
         "linger.ms": linger_ms,
         "batch.size": 1_000_000,
