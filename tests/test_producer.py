@@ -309,6 +309,9 @@ def test_a_broker_restarting_empty_gets_a_new_producer_and_every_message_is_acco
         )
         assert restarted.is_set()
         after = _consume_all(broker.client_config(), settings.kafka_topic)
+        partitions = end_offsets(broker.client_config(), settings.kafka_topic)
+    # The topic came back as declared, not with the broker's default for a topic a client asked about.
+    assert len(partitions) == settings.kafka_partitions
     assert report.renewals == 1 and report.unflushed == 0
     assert report.sent == report.acked + report.failed
     # The new cluster holds exactly what the new producer sent: once each, all of it acknowledged.
