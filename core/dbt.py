@@ -13,7 +13,7 @@ from core.bucket import Bucket
 from core.contracts.silver import SILVER_PREFIX
 from core.contracts.speed import SPEED_PREFIX
 from core.settings import PROJECT_ROOT
-from core.warehouse import Warehouse
+from core.warehouse import REALTIME_ROOT_VARIABLE, Warehouse
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 UNSET_PROJECT = "unset-project"  # parses and compiles; any real BigQuery call fails and names it
@@ -39,6 +39,7 @@ def dbt_vars(bucket: Bucket, warehouse: Warehouse) -> dict[str, str]:
         "silver_root": bucket.uri(SILVER_PREFIX),
         "speed_root": bucket.uri(SPEED_PREFIX),
         "realtime_root": str(warehouse.layout.realtime_snapshots),
+        "realtime_root_variable": REALTIME_ROOT_VARIABLE,
         "duckdb_path": str(warehouse.layout.batch_build),
         "bigquery_project": bigquery.project or UNSET_PROJECT,
         "bigquery_dataset": bigquery.dataset,

@@ -38,6 +38,12 @@ import duckdb
 
 from core.settings import Settings, WarehouseKind
 
+# The DuckDB variable through which the views inside ``batch.duckdb`` that read the realtime snapshots
+# (the serving views, the ledger's staging view) find them: a reader that pins its snapshots sets it to its
+# pin folder; one that does not reads the published folder, compiled in as the fallback
+# (``dbt_project/models/staging/_speed__sources.yml``; dbt gets the name with its --vars, core/dbt.py).
+REALTIME_ROOT_VARIABLE = "netflix_realtime_root"
+
 
 @dataclass(frozen=True)
 class WarehouseLayout:
@@ -195,10 +201,16 @@ class PinnedSnapshots:
         """The files as they are now (a file gone since it was listed is left out)."""
         return [pinned for f in files if (pinned := self._pin(f)) is not None]
 
+    def folder_of(self, published: Path) -> Path | None:
+        """Where the pins of ``published``'s files are, under their own names (None: nothing is pinned)."""
+        return None if self.folder is None else self.folder / published.name
+
     def _pin(self, snapshot: Path) -> Path | None:
-        if self.folder is None:
+        folder = self.folder_of(snapshot.parent)
+        if folder is None:
             return snapshot if snapshot.exists() else None
-        target = self.folder / f"{snapshot.parent.name}-{snapshot.name}"
+        target = folder / snapshot.name
+        folder.mkdir(exist_ok=True)
         try:
             os.link(snapshot, target)
         except FileNotFoundError:
@@ -247,13 +259,20 @@ def connect_serving(settings: Settings | WarehouseLayout) -> duckdb.DuckDBPyConn
     con.execute("CREATE SCHEMA IF NOT EXISTS realtime")
     for snapshot in sorted(layout.realtime_snapshots.glob("*.parquet")):
         _view(con, f"realtime.{snapshot.stem}", pins.pin([snapshot]))
+    pinned = pins.folder_of(layout.realtime_snapshots)
+    if pinned is not None:  # the views inside batch.duckdb read the same pins
+        con.execute(f"SET VARIABLE {REALTIME_ROOT_VARIABLE} = '{_quoted(pinned)}'")
     _attach_oncall(con, layout, pins)
     return con
 
 
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
 def _view(con: duckdb.DuckDBPyConnection, name: str, files: list[Path]) -> None:
     if files:
-        listed = ", ".join(f"'{f}'" for f in files)
+        listed = ", ".join(f"'{_quoted(f)}'" for f in files)
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
 
 

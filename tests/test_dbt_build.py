@@ -73,6 +73,40 @@ def test_build_is_published_and_readable_through_connect_serving(built) -> None:
         con.close()
 
 
+def test_a_serving_connection_reads_the_realtime_snapshots_it_opened_with(built, tmp_path: Path) -> None:
+    """connect_serving pins the realtime snapshots for the views inside batch.duckdb too (the serving views,
+    the ledger's staging view): a micro-batch published after the connection opened does not reach its
+    queries, so no replacement can change a file under them; a new connection sees it. The warehouse is
+    copied to another folder, so the views' compiled-in published path is not the one written here."""
+    settings, _, _ = built
+    live = Settings(data_dir=tmp_path / "data")
+    layout = WarehouseLayout.from_settings(live)
+    layout.root.mkdir(parents=True)
+    shutil.copyfile(WarehouseLayout.from_settings(settings).batch_published, layout.batch_published)
+    store = RealtimeStore(layout)
+    ledger = "SELECT count(*) FROM batch.main.stg_stream_batches"
+
+    def publish(batch_id: int) -> None:
+        batch = sessions(batch_id, 5)
+        end = max(s["window_start"] for s in batch) + timedelta(minutes=5)
+        store.commit_batch(record(batch_id, len(batch), end), session_table(batch))
+        store.publish()
+
+    try:
+        publish(0)
+        opened = connect_serving(live)
+        before = opened.execute(ledger).fetchall()[0][0]
+        publish(1)
+        again = opened.execute(ledger).fetchall()[0][0]
+        fresh = connect_serving(live)
+        after = fresh.execute(ledger).fetchall()[0][0]
+        opened.close()
+        fresh.close()
+    finally:
+        store.close()
+    assert (before, again, after) == (1, 1, 2)
+
+
 def test_marts_equal_the_reference_on_the_same_silver(built) -> None:
     settings, _, reference = built
     published = WarehouseLayout.from_settings(settings).batch_published
