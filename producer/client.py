@@ -97,10 +97,9 @@ class RenewingProducer:
         """The topic is missing: create the declared topics and produce on with a new producer instance.
 
         A new instance, as for a new cluster: the old one's idempotence state (a sequence number per
-        partition) belongs to the deleted topic. Kept, it had the embedded broker refuse every later
-        delivery ("Unknown broker error") and stop serving reads of the recreated partitions. At most once
-        per TOPIC_RESTORE_S; a call in between waits TOPIC_WAIT_S for librdkafka to see the topic, so a
-        caller retrying ``produce`` does not spin. An unreachable broker is tried again later.
+        partition) belongs to the topic that is gone, and the partitions created now start from none. At
+        most once per TOPIC_RESTORE_S; a call in between waits TOPIC_WAIT_S for librdkafka to see the
+        topic, so a caller retrying ``produce`` does not spin. An unreachable broker is tried again later.
         """
         now = time.monotonic()
         if self._restored_at is not None and now - self._restored_at < TOPIC_RESTORE_S:
@@ -112,8 +111,6 @@ class RenewingProducer:
                 self._renew(f"topic {self.topic} is missing ({why})")
         except KafkaException as error:
             log.warning("topic %s is missing (%s) and cannot be created yet: %s", self.topic, why, error)
-            return
-        self._topic_missing = None
 
     def flush(self, timeout_s: float) -> int:
         """Messages still unacknowledged after ``timeout_s``."""
@@ -147,6 +144,9 @@ class RenewingProducer:
         self.on_new_cluster()
         self.producer = Producer(self.config)
         self.renewals += 1
+        # A missing topic noted until now (the old instance's last reports among them) was that instance's:
+        # the new one starts with the topics just created.
+        self._topic_missing = None
 
     def _cluster_id(self) -> str | None:
         return self._metadata()[0]
