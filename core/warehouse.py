@@ -261,18 +261,19 @@ def connect_serving(settings: Settings | WarehouseLayout) -> duckdb.DuckDBPyConn
         _view(con, f"realtime.{snapshot.stem}", pins.pin([snapshot]))
     pinned = pins.folder_of(layout.realtime_snapshots)
     if pinned is not None:  # the views inside batch.duckdb read the same pins
-        con.execute(f"SET VARIABLE {REALTIME_ROOT_VARIABLE} = '{_quoted(pinned)}'")
+        con.execute(f"SET VARIABLE {REALTIME_ROOT_VARIABLE} = {sql_literal(pinned)}")
     _attach_oncall(con, layout, pins)
     return con
 
 
-def _quoted(path: Path) -> str:
-    return str(path).replace("'", "''")
+def sql_literal(text: str | Path) -> str:
+    """A DuckDB string literal (quotes doubled), for paths and globs spliced into SQL."""
+    return "'" + str(text).replace("'", "''") + "'"
 
 
 def _view(con: duckdb.DuckDBPyConnection, name: str, files: list[Path]) -> None:
     if files:
-        listed = ", ".join(f"'{_quoted(f)}'" for f in files)
+        listed = ", ".join(sql_literal(f) for f in files)
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
 
 

@@ -22,12 +22,9 @@ from core.contracts.silver import (
     REASON,
     TableContract,
 )
+from core.warehouse import sql_literal
 
 EXAMPLE_CHARACTERS = 120  # of a raw line shown as an example
-
-
-def _lit(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class WrittenTables:
@@ -42,11 +39,11 @@ class WrittenTables:
 
     def silver(self, contract: TableContract, hive: bool = False) -> str:
         """A FROM-clause source of the table's Silver Parquet."""
-        glob = _lit(self._glob(contract.silver_key))
+        glob = sql_literal(self._glob(contract.silver_key))
         return f"read_parquet({glob}, hive_partitioning = {str(hive).lower()}, union_by_name = true)"
 
     def quarantine(self, contract: TableContract) -> str:
-        return f"read_parquet({_lit(self._glob(contract.quarantine_key))}, hive_partitioning = false)"
+        return f"read_parquet({sql_literal(self._glob(contract.quarantine_key))}, hive_partitioning = false)"
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
         cursor = self.con.execute(sql)

@@ -73,6 +73,14 @@ def test_build_is_published_and_readable_through_connect_serving(built) -> None:
         con.close()
 
 
+def _publish(store: RealtimeStore, batch_id: int) -> None:
+    """Commit micro-batch ``batch_id`` (five sessions) and publish the snapshots, as the sink does."""
+    batch = sessions(batch_id, 5)
+    end = max(s["window_start"] for s in batch) + timedelta(minutes=5)
+    store.commit_batch(record(batch_id, len(batch), end), session_table(batch))
+    store.publish()
+
+
 def test_a_serving_connection_reads_the_realtime_snapshots_it_opened_with(built, tmp_path: Path) -> None:
     """connect_serving pins the realtime snapshots for the views inside batch.duckdb too (the serving views,
     the ledger's staging view): a micro-batch published after the connection opened does not reach its
@@ -85,18 +93,11 @@ def test_a_serving_connection_reads_the_realtime_snapshots_it_opened_with(built,
     shutil.copyfile(WarehouseLayout.from_settings(settings).batch_published, layout.batch_published)
     store = RealtimeStore(layout)
     ledger = "SELECT count(*) FROM batch.main.stg_stream_batches"
-
-    def publish(batch_id: int) -> None:
-        batch = sessions(batch_id, 5)
-        end = max(s["window_start"] for s in batch) + timedelta(minutes=5)
-        store.commit_batch(record(batch_id, len(batch), end), session_table(batch))
-        store.publish()
-
     try:
-        publish(0)
+        _publish(store, 0)
         opened = connect_serving(live)
         before = opened.execute(ledger).fetchall()[0][0]
-        publish(1)
+        _publish(store, 1)
         again = opened.execute(ledger).fetchall()[0][0]
         fresh = connect_serving(live)
         after = fresh.execute(ledger).fetchall()[0][0]
@@ -197,10 +198,7 @@ def test_a_stream_publishing_throughout_the_build_does_not_fail_it(built, tmp_pa
     def publish_forever() -> None:
         batch_id = 50
         while not stop.wait(0.01):
-            batch = sessions(batch_id, 5)
-            end = max(s["window_start"] for s in batch) + timedelta(minutes=5)
-            store.commit_batch(record(batch_id, len(batch), end), session_table(batch))
-            store.publish()
+            _publish(store, batch_id)
             published[0], batch_id = published[0] + 1, batch_id + 1
 
     writer = threading.Thread(target=publish_forever)
