@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.api_core.client_options import ClientOptions
 from google.api_core.retry import Retry
@@ -21,6 +21,9 @@ from google.cloud import bigquery
 
 from core.contracts.silver import SOURCE_FILE, SOURCE_LINE, Kind, TableContract
 from core.warehouse import BigQueryTarget
+
+if TYPE_CHECKING:
+    from core.serving_tables import Rows
 
 # A job that runs longer than this is reported as stuck rather than waited on forever.
 JOB_TIMEOUT_S = 900.0
@@ -85,6 +88,20 @@ def silver_schema(contract: TableContract, columns: tuple[str, ...]) -> list[big
         else:
             fields.append(bigquery.SchemaField(column, SILVER_TYPES[kinds[column]]))
     return fields
+
+
+class BigQueryTables:
+    """The dbt dataset's models as :class:`core.serving_tables.ServingTables` reads them."""
+
+    def __init__(self, client: bigquery.Client, target: BigQueryTarget) -> None:
+        self.client, self.target = client, target
+
+    def name(self, model: str) -> str:
+        return quoted(table_id(self.target, self.target.dataset, model))
+
+    def rows(self, sql: str) -> Rows:
+        result = self.client.query(sql, retry=RETRY).result(timeout=JOB_TIMEOUT_S)
+        return [field.name for field in result.schema], [tuple(row.values()) for row in result]
 
 
 def literal(value: Any, bq_type: str) -> str:

@@ -15,10 +15,8 @@ from typing import Any, Protocol
 
 import duckdb
 from google.api_core.exceptions import NotFound
-from google.cloud import bigquery
 
-from core.bigquery import JOB_TIMEOUT_S, RETRY, bigquery_client, quoted, table_id
-from core.warehouse import BigQueryTarget, Warehouse, connect_serving
+from core.warehouse import Warehouse, connect_serving
 
 WATERMARK_MODEL = "batch_watermark"  # one row per build: W and when the build ran (built_at)
 # A model that is not there (no build yet), as each warehouse says it.
@@ -49,22 +47,14 @@ class DuckDBTables:
         return [column[0] for column in cursor.description], cursor.fetchall()
 
 
-class BigQueryTables:
-    def __init__(self, client: bigquery.Client, target: BigQueryTarget) -> None:
-        self.client, self.target = client, target
-
-    def name(self, model: str) -> str:
-        return quoted(table_id(self.target, self.target.dataset, model))
-
-    def rows(self, sql: str) -> Rows:
-        result = self.client.query(sql, retry=RETRY).result(timeout=JOB_TIMEOUT_S)
-        return [field.name for field in result.schema], [tuple(row.values()) for row in result]
-
-
 @contextmanager
 def serving_tables(warehouse: Warehouse) -> Iterator[ServingTables]:
     """The published models of the configured warehouse."""
     if warehouse.on_bigquery:
+        # Imported here: Google's BigQuery library takes ~0.3 s to import, which every Dagster process
+        # (code server, run worker) and the dashboards would pay on the DuckDB default.
+        from core.bigquery import BigQueryTables, bigquery_client
+
         client = bigquery_client(warehouse.bigquery)
         try:
             yield BigQueryTables(client, warehouse.bigquery)

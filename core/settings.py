@@ -249,7 +249,8 @@ class Settings(BaseSettings):
         "INFO",
         description="What `netflix-lambda up` prints: `INFO` one sentence per stage, warnings and errors; "
         "`DEBUG` also every line the processes log (Dagster run events included); `WARNING` only problems. "
-        "Files under `<data_dir>/logs/` always get everything.",
+        "Files under `<data_dir>/logs/` always get everything. `DEBUG` also makes dbt write its own debug "
+        "log (every statement it sends) into each run's dbt target folder.",
     )
 
     @field_validator("log_level", mode="before")

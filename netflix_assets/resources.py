@@ -14,29 +14,34 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext
 from dagster_dbt import DbtCliResource
-from dagster_gcp import BigQueryResource
 from dagster_pyspark import PySparkResource
 from dagster_pyspark.resources import spark_session_from_config
-from google.cloud import bigquery
 from packaging import version
 from pydantic import PrivateAttr
 
-from core.bigquery import bigquery_client
 from core.bucket import Bucket
+from core.dbt import DBT_PROJECT_DIR
 from core.kafka.admin import cluster_id
 from core.kafka.cluster import KafkaCluster, embedded_state_dir, read_state
 from core.kafka.offsets import end_offsets
-from core.settings import PROJECT_ROOT, Settings, WarehouseKind, kafka_security_config
+from core.settings import Settings, WarehouseKind, kafka_security_config
 from core.spark import spark_config, with_driver_options
 from core.warehouse import BigQueryTarget, Warehouse, WarehouseLayout
 from embedded_broker.process import EmbeddedBroker
 from silver.job import driver_jvm_options
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
+# dbt's own file log (``dbt.log`` in the run's target folder) at debug level repeats every event dbt prints
+# plus each statement it sends: formatting those lines cost 0.6-0.8 s of an 8.5 s scale-1 build (dbt alone,
+# alternating runs; docs/benchmarks.md). What dbt prints still reaches the step's log; NETFLIX_LOG_LEVEL=DEBUG
+# brings the file back.
+DBT_FILE_LOG_OFF = ("--log-level-file", "none")
 
 
 class BucketResource(ConfigurableResource):
@@ -113,16 +118,19 @@ class WarehouseResource(ConfigurableResource):
         return WarehouseLayout(Path(self.duckdb_dir).expanduser().resolve())
 
 
-class BigQueryClientResource(BigQueryResource):
-    """dagster-gcp's ``BigQueryResource`` (the ``bigquery`` resource), able to reach an emulator too.
+class BigQueryClientResource(ConfigurableResource):
+    """The ``bigquery`` resource: a client for the warehouse's project, or for an emulator.
 
-    ``get_client()`` builds the client through :func:`core.bigquery.bigquery_client`, the one factory the
-    stream and the tests use as well: Application Default Credentials by default (as the parent does), a
-    service-account keyfile, or an emulator endpoint with anonymous credentials, which the parent cannot
-    express (it has no endpoint option). ``gcp_credentials`` (base64 key JSON) still takes the parent's
-    path. On the DuckDB warehouse it is configured but never asked for a client.
+    Clients come from :func:`core.bigquery.bigquery_client`, the one factory the stream and the tests use
+    as well: Application Default Credentials by default, a service-account keyfile, or an emulator endpoint
+    with anonymous credentials. A plain resource rather than dagster-gcp's ``BigQueryResource``: this class
+    builds every client itself anyway, and importing dagster-gcp (which imports Google's BigQuery library)
+    costs every Dagster process ~0.5 s even on the DuckDB default (docs/deployment.md). On the DuckDB
+    warehouse it is configured but never asked for a client.
     """
 
+    project: str | None = None
+    location: str | None = None
     api_endpoint: str | None = None
     method: str = "oauth"
     keyfile: str | None = None
@@ -139,10 +147,8 @@ class BigQueryClientResource(BigQueryResource):
 
     @contextmanager
     def get_client(self) -> Iterator[bigquery.Client]:
-        if self.gcp_credentials:
-            with super().get_client() as client:
-                yield client
-            return
+        from core.bigquery import bigquery_client  # Google's library loads only when BigQuery is used
+
         target = BigQueryTarget(
             project=self.project,
             location=self.location or "US",
@@ -273,6 +279,7 @@ def dbt_resource(settings: Settings) -> DbtCliResource:
         profiles_dir=str(DBT_PROJECT_DIR),
         target=settings.warehouse.value,
         dbt_executable=executable,
+        global_config_flags=[] if settings.log_level == "DEBUG" else list(DBT_FILE_LOG_OFF),
     )
 
 

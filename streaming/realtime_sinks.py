@@ -13,9 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from core.bigquery import bigquery_client
 from core.warehouse import Warehouse, WarehouseLayout
-from streaming.bigquery_store import BigQueryRealtimeStore
 from streaming.realtime_store import BatchRecord, RealtimeStore
 
 
@@ -59,6 +57,10 @@ def open_realtime_sink(warehouse: Warehouse | WarehouseLayout, retention_hours: 
     if isinstance(warehouse, WarehouseLayout):
         return RealtimeStore(warehouse, retention_hours)
     if warehouse.on_bigquery:
+        # Imported here, where BigQuery is configured: Google's library takes ~0.3 s of the stream's start.
+        from core.bigquery import bigquery_client
+        from streaming.bigquery_store import BigQueryRealtimeStore
+
         client = bigquery_client(warehouse.bigquery)
         return BigQueryRealtimeStore(client, warehouse.bigquery, warehouse.layout, retention_hours)
     return RealtimeStore(warehouse.layout, retention_hours)

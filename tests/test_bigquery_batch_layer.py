@@ -28,10 +28,10 @@ from netflix_assets.defs.dbt import definitions as gold
 from netflix_assets.defs.raw import definitions as raw
 from netflix_assets.defs.silver import definitions as silver
 from netflix_assets.resources import build_resources
+from oncall.bigquery_reader import BigQueryWarehouse
 from oncall.definitions import load_slo_book
 from oncall.indicators import SLIS, Context
 from oncall.readings import Readings
-from oncall.warehouse_reader import BigQueryWarehouse
 from reference.marts import MART_SQL, compute_reference, mart_differences
 from tests.conftest import bigquery_settings
 from tests.emulators.bigquery import BigQueryEmulator

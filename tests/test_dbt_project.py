@@ -5,6 +5,7 @@ No data is built here (see test_dbt_build.py); these tests load definitions and 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -199,3 +200,19 @@ def test_dbt_vars_point_at_the_bucket_and_the_build_file(tmp_path: Path) -> None
     values = vars_for(settings)
     assert values["silver_root"] == str(tmp_path / "b" / "silver")
     assert values["duckdb_path"] == str(tmp_path / "wh" / "batch_build.duckdb")
+
+
+@pytest.mark.parametrize(("level", "writes_file_log"), [("INFO", False), ("DEBUG", True)])
+def test_dbt_writes_its_own_debug_log_only_at_debug_level(
+    tmp_path: Path, level: str, writes_file_log: bool
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", log_level=level)
+    dbt = dbt_resource(settings)
+    target = tmp_path / "target"
+    invocation = dbt.cli(["parse", *vars_args(vars_for(settings))], target_path=target).wait()
+    assert invocation.is_successful()
+    assert (target / "manifest.json").exists()
+    assert (target / "dbt.log").exists() is writes_file_log
+    if writes_file_log:  # the detail the file is for: dbt's debug events (JSON, as dagster-dbt asks)
+        levels = {json.loads(line)["info"]["level"] for line in (target / "dbt.log").read_text().splitlines()}
+        assert "debug" in levels

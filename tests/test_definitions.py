@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from core.contracts.raw import RAW_TABLES
@@ -31,6 +34,23 @@ def test_workspace_loads_the_code_location() -> None:
     from netflix_assets import definitions
 
     assert definitions.defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_on_duckdb_the_code_location_loads_without_google_bigquery(tmp_path: Path) -> None:
+    """Every Dagster process (code server, run worker) loads the code location: on the DuckDB default it
+    must not import Google's BigQuery library or dagster-gcp, ~0.5 s of each start (docs/benchmarks.md)."""
+    probe = (
+        "import json, sys\n"
+        "from netflix_assets import definitions\n"
+        "assert definitions.defs.resolve_asset_graph().get_all_asset_keys()\n"
+        "print(json.dumps(sorted(m for m in ('google.cloud.bigquery', 'dagster_gcp') if m in sys.modules)))\n"
+    )
+    env = {**os.environ, "NETFLIX_DATA_DIR": str(tmp_path), "NETFLIX_WAREHOUSE": "duckdb"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
 
 
 def _ancestors(assets: dict, key: str) -> set[str]:

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from core.settings import Settings
 from core.warehouse import Warehouse
+from oncall.bigquery_reader import BigQueryWarehouse
 from oncall.definitions import load_slo_book
 from oncall.indicators import SLIS, Context
 from oncall.readings import Readings
-from oncall.warehouse_reader import BigQueryWarehouse
 from tests.conftest import free_port
 
 PROJECT = "on-call-test"

@@ -27,10 +27,10 @@ from core.settings import Settings
 from core.warehouse import Warehouse
 from datagen import generate
 from embedded_broker.process import EmbeddedBroker
+from oncall.bigquery_reader import BigQueryWarehouse
 from oncall.definitions import load_slo_book
 from oncall.indicators import SLIS, Context
 from oncall.readings import Readings
-from oncall.warehouse_reader import BigQueryWarehouse
 from producer.publish import produce
 from producer.sources import Catalog, synthetic_source
 from streaming.bigquery_store import STAGING_PREFIX

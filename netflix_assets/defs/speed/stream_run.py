@@ -21,7 +21,6 @@ from dagster import (
 )
 from dagster_pyspark import PySparkResource
 
-from core.bigquery import table_id
 from core.bucket import Bucket
 from core.contracts.speed import PUBLISHED_TABLES, SINK_KEYS
 from core.kafka.cluster import KafkaCluster
@@ -115,6 +114,8 @@ def _paths(bucket: Bucket, warehouse: Warehouse) -> dict[str, MetadataValue]:
     paths = {name: MetadataValue.path(bucket.uri(key)) for name, key in SINK_KEYS.items()}
     for table in PUBLISHED_TABLES:
         if warehouse.on_bigquery:
+            from core.bigquery import table_id  # Google's library loads only where BigQuery is configured
+
             target = warehouse.bigquery
             paths[table] = MetadataValue.path(table_id(target, target.realtime_dataset, table))
         else:
