@@ -6,6 +6,12 @@ are decided in one place: Application Default Credentials (``method=oauth``: the
 service account, or ``gcloud auth application-default login``), a service-account keyfile
 (``method=service-account``), or an emulator endpoint with anonymous credentials (tests; refused in
 production by the settings).
+
+Import this module, and the other BigQuery-only ones (``core.bigquery_load``, ``silver.bigquery_load``,
+``streaming.bigquery_*``, ``oncall.bigquery_reader``), only in code that has found BigQuery configured:
+Google's library takes ~0.3 s to import, which every Dagster process (code server, run worker), the stream
+and the monitor would otherwise pay on the DuckDB default. ``tests/test_definitions.py`` holds the code
+location to it.
 """
 
 from __future__ import annotations

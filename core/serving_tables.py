@@ -51,9 +51,7 @@ class DuckDBTables:
 def serving_tables(warehouse: Warehouse) -> Iterator[ServingTables]:
     """The published models of the configured warehouse."""
     if warehouse.on_bigquery:
-        # Imported here: Google's BigQuery library takes ~0.3 s to import, which every Dagster process
-        # (code server, run worker) and the dashboards would pay on the DuckDB default.
-        from core.bigquery import BigQueryTables, bigquery_client
+        from core.bigquery import BigQueryTables, bigquery_client  # BigQuery only: see core.bigquery
 
         client = bigquery_client(warehouse.bigquery)
         try:

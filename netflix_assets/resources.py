@@ -147,7 +147,7 @@ class BigQueryClientResource(ConfigurableResource):
 
     @contextmanager
     def get_client(self) -> Iterator[bigquery.Client]:
-        from core.bigquery import bigquery_client  # Google's library loads only when BigQuery is used
+        from core.bigquery import bigquery_client  # BigQuery only: see core.bigquery
 
         target = BigQueryTarget(
             project=self.project,

@@ -1,7 +1,7 @@
 """The monitor's readings from BigQuery: the sink's ledger table and ``built_at`` of ``batch_watermark``.
 
 The contract, the refresh intervals and why results are cached are in ``oncall.warehouse_reader``; this
-module is imported only where BigQuery is configured (Google's library takes ~0.3 s to import).
+module is imported only where BigQuery is configured (``core.bigquery`` says why).
 """
 
 from __future__ import annotations

@@ -75,8 +75,7 @@ class LocalWarehouse:
 
 def open_warehouse_reader(warehouse: Warehouse) -> WarehouseReader:
     if warehouse.on_bigquery:
-        # Imported here, where BigQuery is configured: Google's library takes ~0.3 s to import.
-        from oncall.bigquery_reader import BigQueryWarehouse
+        from oncall.bigquery_reader import BigQueryWarehouse  # BigQuery only: see core.bigquery
 
         return BigQueryWarehouse(warehouse.bigquery)
     return LocalWarehouse(warehouse.layout)

@@ -57,7 +57,7 @@ def open_realtime_sink(warehouse: Warehouse | WarehouseLayout, retention_hours: 
     if isinstance(warehouse, WarehouseLayout):
         return RealtimeStore(warehouse, retention_hours)
     if warehouse.on_bigquery:
-        # Imported here, where BigQuery is configured: Google's library takes ~0.3 s of the stream's start.
+        # BigQuery only: see core.bigquery
         from core.bigquery import bigquery_client
         from streaming.bigquery_store import BigQueryRealtimeStore
 

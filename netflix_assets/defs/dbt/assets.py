@@ -120,10 +120,8 @@ def _with_watermark(events: Iterable[Any], watermark: Mapping[str, Any]) -> Iter
 def _load_speed_layer(context: AssetExecutionContext, target: BigQueryTarget, bucket: Bucket) -> None:
     """BigQuery: the serving models' speed-layer sources, before dbt reads them. The realtime tables are the
     stream's sink (created empty if no stream ran yet); the event tables are reloaded from the bucket's
-    speed Parquet, so the master dataset merges every event the stream accepted (docs/serving.md).
-
-    Its modules are imported here, where BigQuery is configured: Google's library takes ~0.3 s to import.
-    """
+    speed Parquet, so the master dataset merges every event the stream accepted (docs/serving.md)."""
+    # BigQuery only: see core.bigquery
     from core.bigquery import bigquery_client
     from streaming.bigquery_speed_events import load_speed_events
     from streaming.bigquery_store import ensure_realtime_sources

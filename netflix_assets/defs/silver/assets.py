@@ -179,12 +179,8 @@ def _publish(
     table: str,
     checks: list[CheckOutcome],
 ) -> "LoadResult | None":
-    """Load a table whose blocking checks passed into BigQuery (replacing it); None when it must not be.
-
-    The load's modules are imported here, where BigQuery is configured: Google's library takes ~0.3 s to
-    import, which every Dagster process would otherwise pay on the DuckDB default.
-    """
-    from silver.bigquery_load import SilverLoadError, load_silver_table
+    """Load a table whose blocking checks passed into BigQuery (replacing it); None when it must not be."""
+    from silver.bigquery_load import SilverLoadError, load_silver_table  # BigQuery only: see core.bigquery
 
     failed = [c.name for c in checks if not c.passed and c.severity is Severity.ERROR]
     if failed:

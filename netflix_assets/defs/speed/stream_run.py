@@ -114,7 +114,7 @@ def _paths(bucket: Bucket, warehouse: Warehouse) -> dict[str, MetadataValue]:
     paths = {name: MetadataValue.path(bucket.uri(key)) for name, key in SINK_KEYS.items()}
     for table in PUBLISHED_TABLES:
         if warehouse.on_bigquery:
-            from core.bigquery import table_id  # Google's library loads only where BigQuery is configured
+            from core.bigquery import table_id  # BigQuery only: see core.bigquery
 
             target = warehouse.bigquery
             paths[table] = MetadataValue.path(table_id(target, target.realtime_dataset, table))
